@@ -1,0 +1,214 @@
+"""Every command of the project: tests, lint, docs, builds, the demo, GPU runs and benchmarks.
+
+`nox -s tests` is what CI runs (`.ci/run`); `nox -s demo` is the main job. Sessions that
+create a virtual environment install everything they need from PyPI by themselves (with
+uv), so they work on a fresh machine. `gpu` and `bench` run in the current interpreter
+(`venv_backend="none"`) for accelerator machines that have no network.
+
+Packages are discovered from `packages/*/pyproject.toml`; their order and the fmt-*
+dependencies between them are read from each package's `[project.dependencies]`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import nox
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "scripts"))
+import workspace  # scripts/workspace.py: package discovery, shared with CI
+
+nox.needs_version = ">=2024.4.15"
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = pathlib.Path(__file__).resolve().parent
+DEVICE_COUNTS = [1, 2, 8]
+
+
+PACKAGES = workspace.read_packages(ROOT)
+
+
+def _jax_env(devices: int | None = None) -> dict[str, str]:
+    env = {
+        "JAX_PLATFORMS": "cpu",
+        # Compiles are the slow part on small CPUs; share them across sessions and runs.
+        "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".cache" / "jax"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+        "MPLBACKEND": "Agg",
+    }
+    if devices is not None:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _install_workspace(session: nox.Session, names: list[str], *, extras: str = "") -> None:
+    """Editable installs of workspace packages, so edits are seen without reinstalling."""
+    args = []
+    for n in names:
+        args += ["-e", f"{PACKAGES[n]['path']}{extras}"]
+    session.install(*args)
+
+
+def _check_imports(session: nox.Session, names: list[str]) -> None:
+    """Import every module of each package with only its runtime dependencies installed."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    pkg = importlib.import_module(name)\n"
+        "    for mod in pkgutil.walk_packages(pkg.__path__, name + '.'):\n"
+        "        importlib.import_module(mod.name)\n"
+        "    print('imported', name, pkg.__version__)\n"
+    )
+    session.run("python", "-c", code, *[PACKAGES[n]["import"] for n in names])
+
+
+def _pytest(session: nox.Session, *args: str, env: dict[str, str]) -> None:
+    session.run("python", "-m", "pytest", *args, *session.posargs, env=env)
+
+
+def _integration_tests_present() -> bool:
+    return any((ROOT / "integration_tests").glob("test_*.py"))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole repository."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """CI's command: lint, every package's unit tests, multidevice at 2 and 8, integration."""
+    lint(session)
+    names = list(PACKAGES)
+    _install_workspace(session, names, extras="[test]")
+    for name in names:
+        session.log(f"unit tests of {PACKAGES[name]['dist']}")
+        _pytest(session, f"{PACKAGES[name]['path']}/tests", env=_jax_env(1))
+    test_dirs = [f"{PACKAGES[n]['path']}/tests" for n in names]
+    if _integration_tests_present():
+        test_dirs.append("integration_tests")
+    if _integration_tests_present():
+        session.log("integration tests at 1 device")
+        _pytest(session, "integration_tests", env=_jax_env(1))
+    for devices in (2, 8):
+        session.log(f"multidevice tests at {devices} fake CPU devices")
+        _pytest(session, "-m", "multidevice", *test_dirs, env=_jax_env(devices))
+
+
+def _make_unit_session(name: str):
+    def unit(session: nox.Session) -> None:
+        closure = workspace.closure(PACKAGES, name)
+        # Runtime dependencies only first: an import that the package does not declare fails
+        # here even when a test extra would happen to provide it.
+        _install_workspace(session, closure)
+        _check_imports(session, closure)
+        _install_workspace(session, [name], extras="[test]")
+        _pytest(session, f"{PACKAGES[name]['path']}/tests", env=_jax_env(1))
+
+    unit.__doc__ = (
+        f"{PACKAGES[name]['dist']} alone, with only its declared dependencies "
+        f"({', '.join('fmt-' + d for d in PACKAGES[name]['deps']) or 'no fmt packages'})."
+    )
+    return unit
+
+
+for _name in PACKAGES:
+    # One interpreter per session; CI's matrix picks it with `--force-python 3.1x`.
+    nox.session(name=f"unit-{_name}")(_make_unit_session(_name))
+
+
+@nox.session
+@nox.parametrize("devices", DEVICE_COUNTS)
+def multidevice(session: nox.Session, devices: int) -> None:
+    """The `multidevice` tests of every package and the integration suite at N fake devices."""
+    _install_workspace(session, list(PACKAGES), extras="[test]")
+    dirs = [f"{p['path']}/tests" for p in PACKAGES.values()]
+    if _integration_tests_present():
+        dirs.append("integration_tests")
+    _pytest(session, "-m", "multidevice", *dirs, env=_jax_env(devices))
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over the package sources (not strict yet)."""
+    _install_workspace(session, list(PACKAGES))
+    session.install("mypy>=1.10")
+    srcs = [f"{p['path']}/src" for p in PACKAGES.values()]
+    session.run("mypy", "--ignore-missing-imports", "--no-strict-optional", *srcs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """sdist + wheel of each package; each wheel installed alone in a fresh venv and imported."""
+    session.install("uv>=0.4", "packaging>=24")
+    dist = ROOT / "dist"
+    if dist.exists():
+        for f in dist.iterdir():
+            f.unlink()
+    for pkg in PACKAGES.values():
+        # uv builds the sdist first and the wheel from it, so the sdist is tested too.
+        session.run("uv", "build", pkg["path"], "--out-dir", str(dist))
+    session.run("python", str(ROOT / "scripts" / "check_dists.py"), str(dist), *PACKAGES)
+    tmp = pathlib.Path(session.create_tmp())
+    for name, pkg in PACKAGES.items():
+        wheel = next(dist.glob(f"{pkg['import']}-*.whl"))
+        venv = tmp / f"venv-{name}"
+        session.run("uv", "venv", "--quiet", "--python", sys.executable, str(venv))
+        py = str(venv / "bin" / "python")
+        # fmt-* dependencies come from the wheels just built, everything else from PyPI.
+        session.run(
+            "uv", "pip", "install", "--quiet", "--python", py, "--find-links", str(dist), str(wheel)
+        )
+        session.run(
+            py, "-c", f"import {pkg['import']} as m; print(m.__name__, m.__version__, m.__file__)"
+        )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """mkdocs-material + mkdocstrings site, strict (warnings are errors)."""
+    _install_workspace(session, list(PACKAGES))
+    session.install("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.25")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's main job: the largest pipeline that exists, on CPU, results in output/."""
+    _install_workspace(session, list(PACKAGES), extras="[test]")
+    session.install("matplotlib>=3.8")
+    session.run("python", "scripts/run_demo.py", "--output-dir", "output", env=_jax_env())
+
+
+def _current_interpreter_env() -> dict[str, str]:
+    # GPU hosts have no network: packages are imported straight from their sources.
+    srcs = [str(ROOT / p["path"] / "src") for p in PACKAGES.values()]
+    path = os.pathsep.join([*srcs, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {"PYTHONPATH": path, "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".cache" / "jax")}
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """Multidevice and integration suites on the machine's real accelerators (no venv)."""
+    env = _current_interpreter_env()
+    dirs = [f"{p['path']}/tests" for p in PACKAGES.values()]
+    if _integration_tests_present():
+        dirs.append("integration_tests")
+    session.run(
+        "python", "-m", "pytest", "-m", "multidevice or gpu", *dirs, *session.posargs, env=env
+    )
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks in the current interpreter; tables go to benchmarks/results/."""
+    env = _current_interpreter_env()
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        session.run("python", str(script), *session.posargs, env=env)
