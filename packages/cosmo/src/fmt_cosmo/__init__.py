@@ -8,9 +8,27 @@ the Ludlow et al. (2016) concentration-mass relation, all pure functions.
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._src.background import E as E
+from ._src.background import H as H
+from ._src.background import Omega_de_a as Omega_de_a
+from ._src.background import Omega_m_a as Omega_m_a
+from ._src.background import angular_diameter_distance as angular_diameter_distance
+from ._src.background import comoving_distance as comoving_distance
+from ._src.background import dlnE_dlna as dlnE_dlna
+from ._src.background import luminosity_distance as luminosity_distance
+from ._src.background import scale_factor_of_distance as scale_factor_of_distance
+from ._src.background import transverse_comoving_distance as transverse_comoving_distance
 from ._src.cosmology import Cosmology as Cosmology
 from ._src.cosmology import Planck15 as Planck15
 from ._src.cosmology import Planck18 as Planck18
+from ._src.growth import GrowthTable as GrowthTable
+from ._src.growth import fastpm_drift_factor as fastpm_drift_factor
+from ._src.growth import fastpm_kick_factor as fastpm_kick_factor
+from ._src.growth import growth_factor as growth_factor
+from ._src.growth import growth_factor_second as growth_factor_second
+from ._src.growth import growth_rate as growth_rate
+from ._src.growth import growth_rate_second as growth_rate_second
+from ._src.growth import growth_table as growth_table
 
 try:
     __version__ = _version("fmt-cosmo")
@@ -19,7 +37,25 @@ except _PackageNotFoundError:  # imported straight from src/ (no install), e.g. 
 
 __all__ = [
     "Cosmology",
+    "E",
+    "GrowthTable",
+    "H",
+    "Omega_de_a",
+    "Omega_m_a",
     "Planck15",
     "Planck18",
     "__version__",
+    "angular_diameter_distance",
+    "comoving_distance",
+    "dlnE_dlna",
+    "fastpm_drift_factor",
+    "fastpm_kick_factor",
+    "growth_factor",
+    "growth_factor_second",
+    "growth_rate",
+    "growth_rate_second",
+    "growth_table",
+    "luminosity_distance",
+    "scale_factor_of_distance",
+    "transverse_comoving_distance",
 ]
