@@ -1,0 +1,41 @@
+"""fmt-dynamics: differentiable particle-mesh N-body in JAX.
+
+Particles on a regular lattice (displacements in mesh cells, arrays sharded like the
+mesh), CIC painting and reading with halo exchange, PM forces, 1LPT/2LPT initial
+conditions from fmt-cosmo's growth, and utilities (density, power spectrum of particles).
+"""
+
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
+from ._src.forces import force_mesh as force_mesh
+from ._src.forces import pm_forces as pm_forces
+from ._src.lpt import lpt as lpt
+from ._src.lpt import lpt_displacements as lpt_displacements
+from ._src.painting import DEFAULT_HALO as DEFAULT_HALO
+from ._src.painting import cic_paint as cic_paint
+from ._src.painting import cic_read as cic_read
+from ._src.particles import density_from_displacement as density_from_displacement
+from ._src.particles import lattice_sites as lattice_sites
+from ._src.particles import positions as positions
+from ._src.particles import power_spectrum_of_particles as power_spectrum_of_particles
+
+try:
+    __version__ = _version("fmt-dynamics")
+except _PackageNotFoundError:  # imported straight from src/ (no install), e.g. on GPU hosts
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "DEFAULT_HALO",
+    "__version__",
+    "cic_paint",
+    "cic_read",
+    "density_from_displacement",
+    "force_mesh",
+    "lattice_sites",
+    "lpt",
+    "lpt_displacements",
+    "pm_forces",
+    "positions",
+    "power_spectrum_of_particles",
+]
