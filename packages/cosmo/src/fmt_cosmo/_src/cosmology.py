@@ -19,8 +19,9 @@ import numpy as np
 __all__ = ["Cosmology", "Planck15", "Planck18"]
 
 # Photon density today for T_cmb = 1 K, in units of the critical density times h^2:
-# Omega_gamma h^2 = (pi^2/15) (k_B T)^4 / (hbar^3 c^5) / rho_crit,100. Same constant as colossus.
-_OMEGA_GAMMA_H2_PER_K4 = 4.48131e-7
+# Omega_gamma h^2 = (pi^2/15) (k_B T)^4 / (hbar^3 c^5) / rho_crit,100. Same constant as
+# colossus 1.4 (older colossus releases and some codes round it to 4.48131e-7).
+_OMEGA_GAMMA_H2_PER_K4 = 4.4814665013636476e-7
 # Massless neutrinos: (7/8) (4/11)^(4/3) per effective species relative to photons.
 _NU_PER_SPECIES = 7.0 / 8.0 * (4.0 / 11.0) ** (4.0 / 3.0)
 
