@@ -33,6 +33,7 @@ jaxdecomp is therefore not a runtime dependency; `benchmarks/fields.py` times it
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -72,6 +73,30 @@ def _inverse_local(block: Array, pencils: Pencils) -> Array:
     return jnp.fft.ifft(block, axis=2).real
 
 
+# Jitted with the layout static so that eager calls compile once per layout instead of
+# dispatching every collective on its own; inside a caller's `jit` they inline.
+@partial(jax.jit, static_argnums=1)
+def _forward(x: Array, pencils: Pencils) -> Array:
+    fn = jax.shard_map(
+        lambda b: _forward_local(b, pencils),
+        mesh=pencils.mesh,
+        in_specs=pencils.real_spec,
+        out_specs=pencils.fourier_spec,
+    )
+    return fn(x)
+
+
+@partial(jax.jit, static_argnums=1)
+def _inverse(field_k: Array, pencils: Pencils) -> Array:
+    fn = jax.shard_map(
+        lambda b: _inverse_local(b, pencils),
+        mesh=pencils.mesh,
+        in_specs=pencils.fourier_spec,
+        out_specs=pencils.real_spec,
+    )
+    return fn(field_k)
+
+
 def fft3d(x: Float[Array, "X Y Z"]) -> Complex[Array, "X Y Zk"]:
     """Forward 3-D FFT of a real field, unnormalised (numpy's "backward" convention).
 
@@ -104,13 +129,7 @@ def fft3d(x: Float[Array, "X Y Z"]) -> Complex[Array, "X Y Zk"]:
     if pencils is None:
         return jnp.fft.rfftn(x)
     check_divisible(jnp.shape(x), pencils, argname="x", value=f"shape {jnp.shape(x)}")
-    fn = jax.shard_map(
-        lambda b: _forward_local(b, pencils),
-        mesh=pencils.mesh,
-        in_specs=pencils.real_spec,
-        out_specs=pencils.fourier_spec,
-    )
-    return fn(x)
+    return _forward(x, pencils)
 
 
 def ifft3d(
@@ -154,10 +173,4 @@ def ifft3d(
             f"field_k of shape {shape_k}"
         )
     check_divisible(shape_k, pencils, argname="field_k", value=f"shape {shape_k}")
-    fn = jax.shard_map(
-        lambda b: _inverse_local(b, pencils),
-        mesh=pencils.mesh,
-        in_specs=pencils.fourier_spec,
-        out_specs=pencils.real_spec,
-    )
-    return fn(field_k)
+    return _inverse(field_k, pencils)

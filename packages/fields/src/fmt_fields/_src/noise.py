@@ -10,6 +10,7 @@ by device count, as JaxPM and jax_fli do, changes the field with the machine.)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jaxtyping import Array, Float
 
-from .layout import check_divisible, check_mesh_shape, pencils_from_sharding
+from .layout import Pencils, check_divisible, check_mesh_shape, pencils_from_sharding
 
 __all__ = ["white_noise"]
 
@@ -69,12 +70,21 @@ def white_noise(
         raise TypeError(f"dtype must be a real floating dtype, got {dtype!r}")
     if sharding is not None and not isinstance(sharding, jax.sharding.Sharding):
         raise TypeError(f"sharding must be a jax Sharding or None, got {sharding!r}")
-    nx, ny, nz = shape
     pencils = pencils_from_sharding(sharding, fourier=False, argname="sharding")
     if pencils is None:
-        noise = _rows(key, jnp.arange(nx), jnp.arange(ny), nz, dtype)
+        noise = _generate(key, shape, jnp.dtype(dtype), None)
         return noise if sharding is None else jax.device_put(noise, sharding)
     check_divisible(shape, pencils, argname="sharding", value=f"mesh_shape {shape}")
+    return _generate(key, shape, jnp.dtype(dtype), pencils)
+
+
+# Jitted (with static layout) because the eager, op-by-op execution of thousands of small
+# threefry calls inside `shard_map` takes seconds; under an outer `jit` this simply inlines.
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _generate(key: Any, shape: tuple[int, int, int], dtype: Any, pencils: Pencils | None):
+    nx, ny, nz = shape
+    if pencils is None:
+        return _rows(key, jnp.arange(nx), jnp.arange(ny), nz, dtype)
     bx, by = nx // pencils.p0, ny // pencils.p1
 
     def local(key):
