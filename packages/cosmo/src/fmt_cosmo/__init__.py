@@ -29,6 +29,8 @@ from ._src.growth import growth_factor_second as growth_factor_second
 from ._src.growth import growth_rate as growth_rate
 from ._src.growth import growth_rate_second as growth_rate_second
 from ._src.growth import growth_table as growth_table
+from ._src.interop import from_jax_cosmo as from_jax_cosmo
+from ._src.interop import to_jax_cosmo as to_jax_cosmo
 
 try:
     __version__ = _version("fmt-cosmo")
@@ -50,6 +52,7 @@ __all__ = [
     "dlnE_dlna",
     "fastpm_drift_factor",
     "fastpm_kick_factor",
+    "from_jax_cosmo",
     "growth_factor",
     "growth_factor_second",
     "growth_rate",
@@ -57,5 +60,6 @@ __all__ = [
     "growth_table",
     "luminosity_distance",
     "scale_factor_of_distance",
+    "to_jax_cosmo",
     "transverse_comoving_distance",
 ]
