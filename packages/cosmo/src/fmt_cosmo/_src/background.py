@@ -168,7 +168,7 @@ def Omega_de_a(cosmo: Cosmology, a: Any) -> jax.Array:
 def _chi_over_dh(cosmo: Cosmology, a):
     """chi(a) / (c/H0) = int_{ln a}^0 dlna' / (a' E(a')), Gauss-Legendre in ln a."""
     lna = jnp.log(a)[..., None]
-    half = -0.5 * lna  # half-width of [ln a, 0]
+    half = 0.5 * (0.0 - lna)  # half-width of [ln a, 0] (+0.0, not -0.0, at a = 1)
     x = half * (jnp.asarray(_GL_X) - 1.0)  # nodes mapped to [ln a, 0]
     ax = jnp.exp(x)
     integrand = 1.0 / (ax * jnp.sqrt(_E2(cosmo, ax)))
