@@ -8,9 +8,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 from jaxtyping import Array
 
-from .layout import Pencils
+from .layout import Pencils, sharding_of
 
 
 def half_weights(n_last: int) -> np.ndarray:
@@ -59,11 +60,27 @@ def bin_index(k: Array, edges: np.ndarray) -> Array:
 
 def segment_sums(values: Sequence[Array], index: Array, n_bins: int) -> list[Array]:
     """Σ over cells of each `values[i]` per bin (entries with index == n_bins are dropped)."""
-    flat = index.reshape(-1)
+    flat = _replicated(index).reshape(-1)
     return [
-        jax.ops.segment_sum(jnp.broadcast_to(v, index.shape).reshape(-1), flat, n_bins + 1)[:-1]
+        jax.ops.segment_sum(
+            jnp.broadcast_to(_replicated(v), index.shape).reshape(-1), flat, n_bins + 1
+        )[:-1]
         for v in values
     ]
+
+
+def _replicated(x: Array) -> Array:
+    """`x` without a sharding in its type (only ever reached for one-device meshes).
+
+    Flattening an array whose type says it is split over mesh axes is refused under explicit
+    sharding, even when those axes have size 1; the multi-device case never gets here
+    (`sharded_sums` hands each device its own block).
+    """
+    sharding = sharding_of(x)
+    spec = getattr(sharding, "spec", ())
+    if not isinstance(sharding, NamedSharding) or all(e is None for e in spec):
+        return x
+    return jax.sharding.reshard(x, NamedSharding(sharding.mesh, jax.sharding.PartitionSpec()))
 
 
 def sharded_sums(local_fn, operands: Sequence[Array], in_specs, pencils: Pencils | None):

@@ -122,19 +122,48 @@ def _spectra(
     wz = jnp.asarray(wz.reshape(1, 1, -1), dtype=dtype)
     norm = float(np.prod(box)) / float(np.prod(shape)) ** 2
 
+    half = pencils is None
+    if half and multipoles is not None:
+        # A stored half-spectrum mode with weight 2 stands for k and its mirror -k. μ(-k) is
+        # -μ(k) except where a component sits at the Nyquist index, whose mirror is itself
+        # (aliasing); compute the mirror's μ explicitly so the multipoles equal those of the
+        # full spectrum (as a sharded field or a plain numpy fftn gives them) mode by mode.
+        # On the kz Nyquist plane (weight 1) the stored mode is the fftfreq one, kz = -N/2.
+        axes = [2 * np.pi * np.fft.fftfreq(n, L / n) for n, L in zip(shape, box, strict=True)]
+        kx_m = axes[0][_mirror_index(shape[0])].reshape(-1, 1, 1)
+        ky_m = axes[1][_mirror_index(shape[1])].reshape(1, -1, 1)
+        kz_own = axes[2][: shape[2] // 2 + 1].copy()
+        kz_own[1:] = np.abs(kz_own[1:])
+        if shape[2] % 2 == 0:
+            kz_own[-1] = -kz_own[-1]
+        kz_own = kz_own.reshape(1, 1, -1)
+        mu_arrays = (kx_m, ky_m, kz_own)
+    else:
+        mu_arrays = None
+
     def local(*operands):
         *blocks, kx, ky, kz, wz = operands
         k = jnp.sqrt(kx**2 + ky**2 + kz**2)
         idx = bin_index(k, edges)
         values = [wz, wz * k]
-        if multipoles is not None:
-            mu = (kx * los[0] + ky * los[1] + kz * los[2]) / jnp.where(k > 0, k, 1.0)
+        safe_k = jnp.where(k > 0, k, 1.0)
+        if multipoles is None:
+            factors = [wz]
+        elif mu_arrays is None:
+            mu = (kx * los[0] + ky * los[1] + kz * los[2]) / safe_k
             factors = [(2 * ell + 1) * legendre(ell, mu) for ell in ells]
         else:
-            factors = [1.0]
+            kx_m, ky_m, kz_own = (jnp.asarray(a, dtype=dtype) for a in mu_arrays)
+            mu = (kx * los[0] + ky * los[1] + kz_own * los[2]) / safe_k
+            mu_m = (kx_m * los[0] + ky_m * los[1] - kz * los[2]) / safe_k
+            twice = wz > 1
+            factors = [
+                (2 * ell + 1) * (legendre(ell, mu) + jnp.where(twice, legendre(ell, mu_m), 0.0))
+                for ell in ells
+            ]
         for i, j in pairs:
             p = (blocks[i] * jnp.conj(blocks[j])).real * norm
-            values += [wz * p * f for f in factors]
+            values += [p * f for f in factors]
         return segment_sums(values, idx, n_bins)
 
     if pencils is None:
@@ -159,6 +188,11 @@ def _spectra(
         value = jnp.where(has, chunk / safe, jnp.nan)
         per_pair.append(value if multipoles is not None else value[0])
     return k_mean, per_pair, modes
+
+
+def _mirror_index(n: int) -> np.ndarray:
+    """Index of the mirror -k of each fftfreq index (the Nyquist index n/2 maps to itself)."""
+    return (-np.arange(n)) % n
 
 
 def _reshard_like(wz: Array, pencils) -> Array:
