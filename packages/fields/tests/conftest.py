@@ -21,9 +21,26 @@ def device_grids() -> list[tuple[int, int]]:
     return [g for g in CANDIDATE_GRIDS if n % (g[0] * g[1]) == 0]
 
 
+def representative_grids() -> list[tuple[int, int]]:
+    """One device, the widest slab (p0 x 1) and the widest pencil grid this process has.
+
+    For the expensive checks (every derivative, whole pipelines), which exercise the same
+    code path on every grid of a kind; the FFT values and the white noise run on all grids.
+    """
+    grids = device_grids()
+    slabs = [g for g in grids if g[1] == 1 and g[0] > 1]
+    pencils = [g for g in grids if g[1] > 1]
+    picked = [(1, 1)]
+    for kind in (slabs, pencils):
+        if kind:
+            picked.append(max(kind, key=lambda g: (g[0] * g[1], g[0] > 1 and g[1] > 1)))
+    return picked
+
+
 def pytest_generate_tests(metafunc):
     if "grid" in metafunc.fixturenames:
-        grids = device_grids()
+        kind = getattr(metafunc.module, "GRIDS", "all")
+        grids = representative_grids() if kind == "representative" else device_grids()
         metafunc.parametrize("grid", grids, ids=[f"{a}x{b}" for a, b in grids], scope="module")
 
 

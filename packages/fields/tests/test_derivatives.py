@@ -16,6 +16,8 @@ import pytest
 
 import fmt_fields as ff
 
+GRIDS = "representative"  # see conftest.py
+
 # float64: the derivative computations are chains of FFTs and elementwise ops on O(1)
 # numbers, so both sides agree to ~1e-15; the bound is 1e-10 relative.
 DERIVATIVE_RTOL = 1e-10
