@@ -173,9 +173,10 @@ def test_transverse_distance_smooth_through_flat():
 
 def test_vectorised_shapes():
     cosmo = MODELS["lcdm"]
-    a = jnp.full((3, 4), 0.5)
-    assert fc.comoving_distance(cosmo, a).shape == (3, 4)
-    assert fc.scale_factor_of_distance(cosmo, jnp.zeros((2, 5))).shape == (2, 5)
+    a = jax.ShapeDtypeStruct((3, 4), jnp.float64)
+    assert jax.eval_shape(lambda x: fc.comoving_distance(cosmo, x), a).shape == (3, 4)
+    chi = jax.ShapeDtypeStruct((2, 5), jnp.float64)
+    assert jax.eval_shape(lambda x: fc.scale_factor_of_distance(cosmo, x), chi).shape == (2, 5)
     assert float(fc.comoving_distance(cosmo, 1.0)) == 0.0
 
 

@@ -87,7 +87,7 @@ def _d2_series_coefficients(n_terms: int) -> np.ndarray:
 _D2_SERIES = _d2_series_coefficients(_SERIES_TERMS)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class GrowthTable:
     """Growth solutions on a uniform grid in ln a (a JAX pytree).
 
