@@ -35,7 +35,7 @@ def test_fft_matches_numpy_on_grid(grid, mesh, sharding):
         back = jax.jit(ff.ifft3d)(x_k)
     reference = np.fft.fftn(np.asarray(x))
     if grid == (1, 1):
-        assert x_k.shape == shape[:2] + (shape[2] // 2 + 1,)
+        assert x_k.shape == (*shape[:2], shape[2] // 2 + 1)
         reference = reference[..., : shape[2] // 2 + 1]
     else:
         assert x_k.shape == shape
@@ -94,5 +94,5 @@ def test_indivisible_mesh_raises_before_compile(grid, mesh, sharding):
         ff.fft3d(x)
     z_split = NamedSharding(mesh, P(None, None, ("x", "y")))
     x = jax.device_put(jnp.zeros((4, 4, 8 * p0 * p1)), z_split)
-    with pytest.raises(ValueError, match="last .* axis must not be sharded"):
+    with pytest.raises(ValueError, match=r"last .* axis must not be sharded"):
         ff.fft3d(x)

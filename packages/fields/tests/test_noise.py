@@ -76,5 +76,5 @@ def test_errors_name_the_argument(sharding, grid):
     with pytest.raises(TypeError, match="sharding"):
         ff.white_noise(KEY, (4, 4, 4), sharding="x")
     if grid[0] > 1:
-        with pytest.raises(ValueError, match="sharding: mesh shape .* not divisible"):
+        with pytest.raises(ValueError, match=r"sharding: mesh shape .* not divisible"):
             ff.white_noise(KEY, (grid[0] + 1, 8, 8), sharding=sharding)
