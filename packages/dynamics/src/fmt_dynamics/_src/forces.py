@@ -21,7 +21,7 @@ from ._fourier import (
     sharding,
     wavevectors_cells,
 )
-from .painting import _check_displacement, _check_mesh_shape, cic_paint, cic_read
+from .painting import _check_displacement, _check_mesh_shape, _layout_of, cic_paint, cic_read
 
 __all__ = ["force_mesh", "pm_forces"]
 
@@ -121,6 +121,15 @@ def pm_forces(
     lattice = _check_displacement(displacement)
     mesh_shape = _check_mesh_shape(mesh_shape, lattice)
     _check_options(gradient, r_split)
+    layout = _layout_of(displacement, "displacement")
+    if layout is not None:
+        p0, p1 = layout.sizes
+        nx, ny, nz = mesh_shape
+        if nx % p0 or ny % p0 or ny % p1 or nz % p1:
+            raise ValueError(
+                f"mesh_shape {mesh_shape} does not suit the distributed FFT on the device grid "
+                f"{p0}x{p1} of displacement: X and Y must be divisible by {p0}, Y and Z by {p1}"
+            )
     rho = cic_paint(displacement, mesh_shape, halo=halo)
     mean = (lattice[0] * lattice[1] * lattice[2]) / (mesh_shape[0] * mesh_shape[1] * mesh_shape[2])
     delta = rho / mean - 1.0

@@ -90,10 +90,12 @@ def _layout_of(x, name: str) -> _Layout | None:
                 f"{name} may be sharded over its first two axes only, got spec {sharding.spec}"
             )
     names = (_names(spec[0]), _names(spec[1]))
+    if not names[0] and not names[1]:
+        return None
+    # Size-1 axes still go through shard_map: explicit-axis types forbid the global
+    # reshapes of the one-device path; the local code then wraps periodically (no halo).
     shape = dict(sharding.mesh.shape)
     sizes = tuple(math.prod(shape[n] for n in ns) for ns in names)
-    if sizes == (1, 1):
-        return None
     return _Layout(sharding.mesh, names, sizes)
 
 
@@ -319,6 +321,21 @@ def _check_outside(x, n_out, halo):
     return jnp.where(n_out > 0, jnp.asarray(jnp.nan, x.dtype), x)
 
 
+def _like(x, layout: _Layout, trailing: int, name: str):
+    """`x` laid out like the particles: resharded when it is not split at all."""
+    if x is None:
+        return None
+    own = _layout_of(x, name)
+    if own is None:
+        return jax.sharding.reshard(x, NamedSharding(layout.mesh, _spec(layout, trailing)))
+    if own.names != layout.names:
+        raise ValueError(
+            f"{name} must be split over the devices like displacement, got mesh axes "
+            f"{own.names} and {layout.names}"
+        )
+    return x
+
+
 def _spec(layout: _Layout, trailing: int) -> P:
     def entry(ns):
         return None if not ns else (ns[0] if len(ns) == 1 else ns)
@@ -397,6 +414,7 @@ def cic_paint(
             b = _add_halo(b, layout, widths)
             return _check_outside(b, lax.psum(n_out, layout.all_names), widths)
 
+        weights = _like(weights, layout, 1, "weights")
         in_specs = (_spec(layout, 2), None if weights is None else _spec(layout, 1))
         rho = jax.shard_map(local, mesh=layout.mesh, in_specs=in_specs, out_specs=_spec(layout, 1))(
             displacement, weights
@@ -440,15 +458,9 @@ def cic_read(
     mesh_shape = tuple(int(n) for n in mesh.shape[:3])
     layout = _layout_of(displacement, "displacement")
     mesh_layout = _layout_of(mesh, "mesh")
-    if (
-        layout is not None
-        and mesh_layout is not None
-        and (layout.names != mesh_layout.names or layout.sizes != mesh_layout.sizes)
-    ):
-        raise ValueError(
-            "mesh and displacement must be split the same way over the device mesh, got "
-            f"{mesh_layout.names} and {layout.names}"
-        )
+    if layout is None and mesh_layout is not None:  # read a split mesh at local particles
+        layout = mesh_layout
+        displacement = _like(displacement, layout, 2, "displacement")
     _check_divisible(layout, lattice, mesh_shape, "displacement")
     widths = _resolve_halo(halo, layout, mesh_shape)
     if compensate:
@@ -461,6 +473,7 @@ def cic_read(
         return values
 
     trailing = mesh.ndim - 3
+    mesh = _like(mesh, layout, trailing, "mesh")
 
     def local(m, disp):
         padded = _fill_halo(m, layout, widths)
