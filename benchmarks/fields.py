@@ -150,7 +150,8 @@ def _print_table(rows: list[dict], gpu: bool) -> None:
     if gpu:
         machine += f", {jax.devices()[0].device_kind}"
     print(f"# machine: {machine}; jax {jax.__version__}; float32")
-    print("# forward + inverse FFT, median ms (fake CPU devices share the host's cores)")
+    note = "real GPUs" if gpu else "fake CPU devices share the host's cores"
+    print(f"# forward + inverse FFT, median ms ({note})")
     header = f"| {'devices':>7} | {'grid':>4} | {'mesh':>5} | {'fmt_fields':>10} | "
     header += f"{'jnp.fft':>8} | {'jaxdecomp':>9} |"
     print(header)
