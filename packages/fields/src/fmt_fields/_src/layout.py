@@ -4,7 +4,7 @@ A real-space field of shape (X, Y, Z) is either on one device (or replicated), o
 pencils: X over the mesh axes named in `PartitionSpec[0]` (p0 devices), Y over those in
 `PartitionSpec[1]` (p1 devices), Z whole on every device. The layout is read from the array's
 type (`jax.typeof(x).sharding`), which carries the partition spec under `jit`, `grad` and
-`vmap` for meshes whose axes are `AxisType.Explicit` (the default of `jax.make_mesh`).
+`vmap` for meshes whose axes are `AxisType.Explicit` (the default of `jax.make_mesh` in JAX 0.10).
 Fields on meshes with `AxisType.Auto` axes show no spec in their type and are treated as
 single-device fields: every function still returns the right numbers, and XLA partitions
 the single-device code on its own (with more communication).
