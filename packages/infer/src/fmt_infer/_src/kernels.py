@@ -36,6 +36,7 @@ class SamplerOptions:
     target_accept_prob: float
     max_tree_depth: int
     num_integration_steps: int
+    desired_energy_var: float
 
 
 def _info(diverging, accept_prob, num_steps, step_size, potential_energy) -> dict[str, Any]:
@@ -82,6 +83,7 @@ class BlackJAXKernel:
                     frac_tune1=f1,
                     frac_tune2=f2,
                     frac_tune3=f3,
+                    desired_energy_var=opt.desired_energy_var,
                 )
                 return state, {
                     "L": params.L,

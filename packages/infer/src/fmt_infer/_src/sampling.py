@@ -14,6 +14,7 @@ import functools
 import hashlib
 import inspect
 import pathlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,6 +44,8 @@ class SamplingResult:
         state: the sampler state after the last batch (leading chain axis).
         parameters: adapted parameters (step size, inverse mass matrix, MCLMC's L).
         batches_run: indices of the batches computed by this call (the others were loaded).
+        batch_seconds: wall time of each batch computed by this call, checkpoint excluded
+            (the first includes compilation).
         path: the run directory, or None with `save=False`.
     """
 
@@ -51,6 +54,7 @@ class SamplingResult:
     state: Any
     parameters: dict[str, jax.Array]
     batches_run: tuple[int, ...]
+    batch_seconds: tuple[float, ...]
     path: pathlib.Path | None
 
 
@@ -156,6 +160,13 @@ def _auto_axes(sharding: Any) -> Any:
         return sharding
     auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
     return NamedSharding(Mesh(mesh.devices, mesh.axis_names, axis_types=auto), sharding.spec)
+
+
+def _auto_array(x: Any) -> Any:
+    if isinstance(x, jax.Array) and isinstance(x.sharding, NamedSharding):
+        auto = _auto_axes(x.sharding)
+        return x if auto is x.sharding else jax.device_put(x, auto)
+    return x
 
 
 def _latent_shardings(sharding: Any, z: dict[str, Any], trace: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +335,7 @@ def batched_sampling(
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
     num_integration_steps: int = 16,
+    desired_energy_var: float = 5e-4,
 ) -> SamplingResult:
     """Sample a NumPyro model in resumable batches, keeping the sharding of every array.
 
@@ -360,6 +372,8 @@ def batched_sampling(
         target_accept_prob: NUTS/HMC step-size adaptation target.
         max_tree_depth: NUTS maximum tree depth (2**depth leapfrog steps at most).
         num_integration_steps: leapfrog steps per HMC transition.
+        desired_energy_var: MCLMC's target energy-error variance per dimension, which sets
+            its step size (smaller: less bias of this unadjusted sampler, more steps).
 
     Returns:
         A `SamplingResult` with all batches of the run (loaded from `path` when saved).
@@ -390,12 +404,16 @@ def batched_sampling(
     num_chains = _check_int("num_chains", num_chains, 1)
     max_tree_depth = _check_int("max_tree_depth", max_tree_depth, 1)
     num_integration_steps = _check_int("num_integration_steps", num_integration_steps, 1)
+    if not float(desired_energy_var) > 0.0:
+        raise ValueError(f"desired_energy_var must be > 0, got {desired_energy_var!r}")
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     path = _check_path(path, save=save)
     key = _raw_key(rng_key)
-    model_kwargs = dict(model_kwargs or {})
-    model_args = tuple(model_args)
+    # Data on meshes with Explicit axes move to the same layout on Auto axes (see _auto_axes)
+    model_args, model_kwargs = jax.tree.map(
+        _auto_array, (tuple(model_args), dict(model_kwargs or {}))
+    )
 
     # --- the model: potential, postprocessing, initial points, target shardings
     init_key, warmup_key, sample_key = jax.random.split(key, 3)
@@ -431,6 +449,7 @@ def batched_sampling(
         target_accept_prob=float(target_accept_prob),
         max_tree_depth=max_tree_depth,
         num_integration_steps=num_integration_steps,
+        desired_energy_var=float(desired_energy_var),
     )
     fingerprint = {
         "model": _callable_name(model),
@@ -538,7 +557,7 @@ def batched_sampling(
 
     # --- batches
     first = committed["batches"]
-    kept_draws, kept_stats = [], []
+    kept_draws, kept_stats, seconds = [], [], []
     outer = tqdm(
         total=batch_count,
         initial=min(first, batch_count),
@@ -548,8 +567,10 @@ def batched_sampling(
     )
     for b in range(first, batch_count):
         progress.start(num_samples, f"batch {b}")
+        start = time.perf_counter()
         state, draws, stats = batch_jit(state, params, jax.random.fold_in(sample_key, b), dynamic)
-        jax.block_until_ready(state)
+        jax.block_until_ready((state, draws, stats))
+        seconds.append(time.perf_counter() - start)
         progress.close()
         if run is not None:
             run.save(run.batch_name(b), {"state": state, "samples": draws, "stats": stats})
@@ -572,6 +593,7 @@ def batched_sampling(
         state=state,
         parameters=params,
         batches_run=tuple(range(first, batch_count)),
+        batch_seconds=tuple(seconds),
         path=path,
     )
 
