@@ -14,6 +14,11 @@ from ._src.adjoints import Checkpointed as Checkpointed
 from ._src.adjoints import Reversible as Reversible
 from ._src.forces import force_mesh as force_mesh
 from ._src.forces import pm_forces as pm_forces
+from ._src.lightcone import Lightcone as Lightcone
+from ._src.lightcone import LightconeSpec as LightconeSpec
+from ._src.lightcone import lightcone as lightcone
+from ._src.lightcone import lightcone_init as lightcone_init
+from ._src.lightcone import lightcone_observer as lightcone_observer
 from ._src.lpt import lpt as lpt
 from ._src.lpt import lpt_displacements as lpt_displacements
 from ._src.nbody import NBodyResult as NBodyResult
@@ -48,6 +53,8 @@ __all__ = [
     "FastPM",
     "KDKState",
     "LeapfrogKDK",
+    "Lightcone",
+    "LightconeSpec",
     "NBodyResult",
     "PMForce",
     "ParticleState",
@@ -58,6 +65,9 @@ __all__ = [
     "density_from_displacement",
     "force_mesh",
     "lattice_sites",
+    "lightcone",
+    "lightcone_init",
+    "lightcone_observer",
     "lpt",
     "lpt_displacements",
     "nbody",
