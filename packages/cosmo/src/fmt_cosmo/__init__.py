@@ -31,6 +31,16 @@ from ._src.growth import growth_rate_second as growth_rate_second
 from ._src.growth import growth_table as growth_table
 from ._src.interop import from_jax_cosmo as from_jax_cosmo
 from ._src.interop import to_jax_cosmo as to_jax_cosmo
+from ._src.ludlow16 import concentration_ludlow16 as concentration_ludlow16
+from ._src.ludlow16 import nfw_density as nfw_density
+from ._src.ludlow16 import nfw_rho_s as nfw_rho_s
+from ._src.ludlow16 import nfw_scale_radius as nfw_scale_radius
+from ._src.power import lagrangian_radius as lagrangian_radius
+from ._src.power import linear_power as linear_power
+from ._src.power import peak_height as peak_height
+from ._src.power import sigma_R as sigma_R
+from ._src.power import transfer_eisenstein_hu as transfer_eisenstein_hu
+from ._src.power import transfer_eisenstein_hu_nowiggle as transfer_eisenstein_hu_nowiggle
 
 try:
     __version__ = _version("fmt-cosmo")
@@ -49,6 +59,7 @@ __all__ = [
     "__version__",
     "angular_diameter_distance",
     "comoving_distance",
+    "concentration_ludlow16",
     "dlnE_dlna",
     "fastpm_drift_factor",
     "fastpm_kick_factor",
@@ -58,8 +69,17 @@ __all__ = [
     "growth_rate",
     "growth_rate_second",
     "growth_table",
+    "lagrangian_radius",
+    "linear_power",
     "luminosity_distance",
+    "nfw_density",
+    "nfw_rho_s",
+    "nfw_scale_radius",
+    "peak_height",
     "scale_factor_of_distance",
+    "sigma_R",
     "to_jax_cosmo",
+    "transfer_eisenstein_hu",
+    "transfer_eisenstein_hu_nowiggle",
     "transverse_comoving_distance",
 ]

@@ -77,7 +77,11 @@ _DELTA = 200.0
 # growth-table limit, z_f < 200.01).
 _C_MAX = 100.0
 _Z_F_MAX = 200.01
-_BISECTION_STEPS = 46  # bracket of width ln(201) in ln(1 + z_f) -> 8e-14
+# Root finding in u = ln(1 + z_f), bracket width ln(201.01): bisection to 3e-4, then
+# safeguarded Newton (quadratic convergence: 1e-7, 1e-14, machine precision). Identical to
+# 60 bisection steps to 5e-15 over 1e4 <= M <= 3e16, 0 <= z <= 100 in five cosmologies.
+_BISECTION_STEPS = 14
+_NEWTON_STEPS = 4
 _ROOT_ATOL = 1e-8  # |residual| at the converged root; anything larger is not a root
 _COLOSSUS_GRID = np.logspace(0.0, 2.0, 200)
 
@@ -331,28 +335,19 @@ def concentration_ludlow16(
     inv_width = jax.lax.rsqrt(2.0 * _amplitude(cosmo, transfer) * (sig2_f - sig2))
 
     if convention == "colossus":
-        growth = _colossus_growth_table(cosmo)
-        om, ode = cosmo.Omega_m, cosmo.Omega_de
-        delta_z = DELTA_COLLAPSE / _colossus_growth_from_table(growth, 1.0 / (1.0 + z))
-        # Formation redshift on colossus' c grid, flat matter + Lambda: (..., 200).
-        zp1_cubed = (1.0 + z[..., None]) ** 3
-        t1 = (jnp.exp(_Q_GRID) * (om * zp1_cubed + ode) - ode) / om
-        later = t1 <= zp1_cubed  # z_f <= z: the residual is negative there
-        ln_zp1 = jnp.log(jnp.where(later, 2.0, t1)) / 3.0
-        too_old = ln_zp1 >= math.log1p(_Z_F_MAX)
-        d_f = _colossus_growth_from_table(growth, jnp.exp(-jnp.where(too_old, 0.0, ln_zp1)))
-        arg = (DELTA_COLLAPSE / d_f - delta_z[..., None]) * inv_width[..., None]
-        g = jnp.asarray(_Y_GRID) - jax.scipy.special.erfc(arg)
-        g = jnp.where(later, -1.0, jnp.where(too_old, jnp.nan, g))
-        return _grid_root(g)
-
+        return _solve_colossus(cosmo, z, inv_width)
     table_d = _build_growth_table(cosmo) if growth_table is None else growth_table
+    return _solve_exact(cosmo, z, inv_width, table_d)
+
+
+def _solve_exact(cosmo, z, inv_width, table_d):
+    """Root in u = ln(1 + z_f) of the exact-convention residual; c = c(q(u))."""
     a_z = 1.0 / (1.0 + z)
     delta_z = DELTA_COLLAPSE / growth_factor(cosmo, a_z, table_d)
     ln_e2_z = jnp.log(_E2(cosmo, a_z))
 
     def residual(u, cosmo, table_d, delta_z, ln_e2_z, inv_width):
-        """In u = ln(1 + z_f): Y(c) - erfc(...), negative below the root, +1 beyond c = 100."""
+        """Y(c) - erfc(...): negative below the root, +1 beyond c = 100 (q > q_max)."""
         a_f = jnp.exp(-u)
         q = jnp.log(_E2(cosmo, a_f)) - ln_e2_z  # ln rho_crit(z_f) / rho_crit(z)
         arg = (DELTA_COLLAPSE / growth_factor(cosmo, a_f, table_d) - delta_z) * inv_width
@@ -362,21 +357,36 @@ def concentration_ludlow16(
     args = (cosmo, table_d, delta_z, ln_e2_z, inv_width)
     frozen = jax.lax.stop_gradient(args)
 
-    # Bisection on values only (no tangents through the loop). u from z (q = 0, c at its
-    # minimum, residual Y - 1 < 0) to z_max; c > 100 counts as positive so that a root beyond
-    # it ends as a non-zero residual at the edge, like a root beyond z_max.
+    def value_and_slope(u):
+        (g, _), (dg, _) = jax.jvp(lambda x: residual(x, *frozen), (u,), (jnp.ones_like(u),))
+        return g, dg
+
+    # Values only (no tangents through the loops). The bracket runs from u = ln(1 + z)
+    # (q = 0, c at its minimum, residual Y - 1 < 0) to z_max; c > 100 counts as positive,
+    # so a root beyond it ends as a non-zero residual at the edge, like one beyond z_max.
     def bisect(_, bracket):
         lo, hi = bracket
         mid = 0.5 * (lo + hi)
         negative = residual(mid, *frozen)[0] < 0.0
         return jnp.where(negative, mid, lo), jnp.where(negative, hi, mid)
 
+    # Safeguarded Newton: a step that leaves the bracket is replaced by bisection.
+    def newton(_, state):
+        lo, hi, u = state
+        g, dg = value_and_slope(u)
+        negative = g < 0.0
+        lo, hi = jnp.where(negative, u, lo), jnp.where(negative, hi, u)
+        step = u - g / jnp.where(dg > 0.0, dg, 1.0)
+        inside = (dg > 0.0) & (step >= lo) & (step <= hi)
+        return lo, hi, jnp.where(inside, step, 0.5 * (lo + hi))
+
     lo = jnp.log1p(jax.lax.stop_gradient(z))
-    hi = jnp.full(shape, math.log1p(_Z_F_MAX))
+    hi = jnp.full(z.shape, math.log1p(_Z_F_MAX))
     lo, hi = jax.lax.fori_loop(0, _BISECTION_STEPS, bisect, (lo, hi))
-    u0 = jax.lax.stop_gradient(0.5 * (lo + hi))
-    # One Newton step at the converged point: polishes the value and carries the
-    # implicit-function derivative du/dtheta = -(dg/dtheta) / (dg/du).
+    _, _, u0 = jax.lax.fori_loop(0, _NEWTON_STEPS, newton, (lo, hi, 0.5 * (lo + hi)))
+    u0 = jax.lax.stop_gradient(u0)
+    # A last Newton step on the live arguments: its derivative is the implicit-function one,
+    # du/dtheta = -(dg/dtheta) / (dg/du), since g = 0 at u0.
     (g0, _), (slope, _) = jax.jvp(lambda u: residual(u, *args), (u0,), (jnp.ones_like(u0),))
     found = jnp.isfinite(g0) & (jnp.abs(g0) < _ROOT_ATOL) & (slope > 0.0)
     u = u0 - jnp.where(found, g0, 0.0) / jnp.where(found, slope, 1.0)
@@ -384,16 +394,44 @@ def concentration_ludlow16(
     return jnp.where(found, jnp.exp(_einasto_lnc(q)), jnp.nan)
 
 
-def _grid_root(g):
-    """Colossus' solution: linear interpolation in c of the first sign change of g(c_grid)."""
+def _solve_colossus(cosmo, z, inv_width):
+    """Colossus' solution: the first sign change of the residual on its c grid, interpolated
+    linearly in c. The residual increases along the grid (colossus' np.interp assumes so too),
+    so the crossing is found by binary search over the 200 indices instead of evaluating all.
+    """
+    growth = _colossus_growth_table(cosmo)
+    om, ode = cosmo.Omega_m, cosmo.Omega_de
+    delta_z = DELTA_COLLAPSE / _colossus_growth_from_table(growth, 1.0 / (1.0 + z))
+    zp1_cubed = (1.0 + z) ** 3
+    q_grid, y_grid = jnp.asarray(_Q_GRID), jnp.asarray(_Y_GRID)
+
+    def residual(i):
+        """g(c_i); -1 where z_f <= z, +inf where z_f >= z_max (colossus drops those points)."""
+        t1 = (jnp.exp(q_grid[i]) * (om * zp1_cubed + ode) - ode) / om  # (1 + z_f)^3
+        later = t1 <= zp1_cubed
+        ln_zp1 = jnp.log(jnp.where(later, 2.0, t1)) / 3.0
+        too_old = ln_zp1 >= math.log1p(_Z_F_MAX)
+        d_f = _colossus_growth_from_table(growth, jnp.exp(-jnp.where(too_old, 0.0, ln_zp1)))
+        g = y_grid[i] - jax.scipy.special.erfc((DELTA_COLLAPSE / d_f - delta_z) * inv_width)
+        return jnp.where(later, -1.0, jnp.where(too_old, jnp.inf, g))
+
+    # Invariant: g(lo) < 0 (c = 1 has z_f < z) and g(hi) >= 0, if any grid point is >= 0.
+    def search(_, bracket):
+        lo, hi = bracket
+        mid = (lo + hi) // 2
+        negative = residual(mid) < 0.0
+        return jnp.where(negative, mid, lo), jnp.where(negative, hi, mid)
+
+    n = len(_COLOSSUS_GRID)
+    lo = jnp.zeros(z.shape, dtype=int)
+    hi = jnp.full(z.shape, n - 1)
+    lo, hi = jax.lax.fori_loop(0, math.ceil(math.log2(n)), search, (lo, hi))
+    g_lo, g_hi = residual(lo), residual(hi)
+    found = (g_lo < 0.0) & (g_hi > 0.0) & jnp.isfinite(g_hi)
     grid = jnp.asarray(_COLOSSUS_GRID)
-    crossing = (g[..., :-1] < 0.0) & (g[..., 1:] > 0.0)  # NaN compares False: excluded
-    found = jnp.any(crossing, axis=-1)
-    i = jnp.argmax(crossing, axis=-1)
-    g_lo = jnp.take_along_axis(g[..., :-1], i[..., None], axis=-1)[..., 0]
-    g_hi = jnp.take_along_axis(g[..., 1:], i[..., None], axis=-1)[..., 0]
-    c_lo, c_hi = grid[i], grid[i + 1]
-    c = c_lo - jnp.where(found, g_lo, 0.0) * (c_hi - c_lo) / jnp.where(found, g_hi - g_lo, 1.0)
+    c_lo, c_hi = grid[lo], grid[hi]
+    safe = jnp.where(found, g_hi - g_lo, 1.0)
+    c = c_lo - jnp.where(found, g_lo, 0.0) * (c_hi - c_lo) / safe
     return jnp.where(found, c, jnp.nan)
 
 
