@@ -296,6 +296,7 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            self.bar.refresh()  # show the final count even when updates were throttled
             self.bar.close()
             self.bar = None
 
