@@ -59,6 +59,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 from jaxtyping import Array, Float
 
 from fmt_cosmo import comoving_distance, scale_factor_of_distance
@@ -234,8 +235,7 @@ class LightconeSpec(eqx.Module):
                 npix = mesh[:2]
             np2 = (npix, npix) if isinstance(npix, int | np.integer) else tuple(npix)
             if len(np2) != 2 or not all(
-                isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 1
-                for n in np2
+                isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 1 for n in np2
             ):
                 raise ValueError(f"npix must be a positive int or two, got {npix!r}")
             if np2[0] > mesh[0] or np2[1] > mesh[1]:
@@ -288,9 +288,7 @@ class LightconeSpec(eqx.Module):
             keep = (z_hi >= lo_chi) & (z_lo <= hi_chi)
             return np.stack([np.zeros_like(n), np.zeros_like(n), n], axis=-1)[keep]
         r = self.replicas + 1
-        grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), -1).reshape(
-            -1, 3
-        )
+        grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
         lo = grid * box - margin - o
         hi = (grid + 1) * box + margin - o
         nearest = np.linalg.norm(np.clip(0.0, lo, hi), axis=-1)
@@ -362,6 +360,15 @@ def lightcone_init(spec: LightconeSpec, cosmo, dtype: Any = None):
     return jnp.zeros((spec.n_shells, *spec.map_shape), dtype), cosmo
 
 
+def _scatter_add(target, index, values):
+    """`target.at[index].add(values)`; with explicitly sharded particles the (small) maps
+    come out replicated, XLA summing the devices' partial deposits."""
+    mesh = getattr(jax.typeof(values).sharding, "mesh", None)
+    if mesh is not None and not mesh.empty and mesh.axis_names:
+        return target.at[index].add(values, out_sharding=PartitionSpec())
+    return target.at[index].add(values)
+
+
 def _paint_flat(spec, maps, rel, w, shell):
     nx, ny = spec.npix
     box = spec.box_size
@@ -380,7 +387,7 @@ def _paint_flat(spec, maps, rel, w, shell):
         for dy in (0, 1):
             wy = fy if dy else 1.0 - fy
             jy = jnp.mod(iy + dy, ny)
-            flat = flat.at[(base + jx * ny + jy).ravel()].add((w * wx * wy).ravel())
+            flat = _scatter_add(flat, (base + jx * ny + jy).ravel(), (w * wx * wy).ravel())
     return flat.reshape(maps.shape)
 
 
@@ -392,7 +399,7 @@ def _paint_spherical(spec, maps, rel, w, shell):
     pix, wts = interpolation_weights_ring(spec.nside, safe)
     flat = maps.reshape(-1)
     idx = shell[..., None] * npix + pix
-    flat = flat.at[idx.ravel()].add((w[..., None] * wts).ravel())
+    flat = _scatter_add(flat, idx.ravel(), (w[..., None] * wts).ravel())
     return flat.reshape(maps.shape)
 
 
@@ -448,7 +455,9 @@ def lightcone_observer(spec: LightconeSpec) -> Callable:
             s = g0 / jnp.where(crossed, g0 - g1, 1.0)
             s = jnp.where(crossed, s, 0.0)
             chi_x = jax.lax.stop_gradient(chi0 + s * (chi1 - chi0))
-            shell = jnp.searchsorted(edges, chi_x, side="right") - 1
+            # elementwise (searchsorted has no rule for explicitly sharded operands)
+            shell = sum((chi_x >= edges[k]).astype(jnp.int32) for k in range(len(edges_np)))
+            shell = shell - 1
             inside = crossed & (shell >= 0) & (shell < edges.shape[0] - 1)
             shell = jnp.where(inside, shell, 0)
             w = inside.astype(dtype)
@@ -521,8 +530,9 @@ def lightcone(
     if concrete:
         a = np.asarray(scale_factors, dtype=float)
         if a.ndim == 1 and a.size >= 2 and np.all(a > 0):
-            chi_first = float(comoving_distance(cosmo, a[0]))
-            chi_last = float(comoving_distance(cosmo, a[-1]))
+            with jax.ensure_compile_time_eval():  # concrete even while a caller traces
+                chi_first = float(comoving_distance(cosmo, a[0]))
+                chi_last = float(comoving_distance(cosmo, a[-1]))
             tol = 1e-9 * max(spec.edges[-1], 1.0)
             if chi_first < spec.edges[-1] - tol or chi_last > spec.edges[0] + tol:
                 raise ValueError(
