@@ -519,7 +519,8 @@ def lightcone(
         raise TypeError(f"spec must be a LightconeSpec, got {type(spec).__name__}")
     disp = state[0]
     lattice = tuple(jnp.shape(disp)[:3])
-    if len(jnp.shape(disp)) != 4 or any(m % n for m, n in zip(spec.mesh_shape, lattice)):
+    misfit = any(m % n for m, n in zip(spec.mesh_shape, lattice, strict=False))
+    if len(jnp.shape(disp)) != 4 or misfit:
         raise ValueError(
             f"state displacement shape {jnp.shape(disp)} does not fit spec.mesh_shape "
             f"{spec.mesh_shape} (the lattice must divide the mesh)"
