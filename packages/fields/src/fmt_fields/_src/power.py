@@ -14,17 +14,10 @@ def power_function(power: Any, scale_factor: Any, *, argname: str = "power") -> 
     """A callable k [h/Mpc] -> P(k) [(Mpc/h)^3] from a callable or an fmt-cosmo `Cosmology`.
 
     Raises:
-        TypeError: `power` is neither; or a Cosmology was given and the installed fmt-cosmo
-            has no `linear_power`.
+        TypeError: `power` is neither.
     """
     if isinstance(power, fmt_cosmo.Cosmology):
-        linear_power = getattr(fmt_cosmo, "linear_power", None)
-        if linear_power is None:
-            raise TypeError(
-                f"{argname} is a Cosmology but fmt_cosmo {fmt_cosmo.__version__} has no "
-                "linear_power; pass a callable k -> P(k) instead"
-            )
-        return lambda k: linear_power(power, k, scale_factor)
+        return lambda k: fmt_cosmo.linear_power(power, k, scale_factor)
     if callable(power):
         return power
     raise TypeError(
