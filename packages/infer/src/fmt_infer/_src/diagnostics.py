@@ -119,7 +119,14 @@ def _geyer_tau(rho: np.ndarray, total: int) -> float:
     pairs = [rho[0] + rho[1]]
     rejected_even = 0.0
     k = 1
-    while 2 * k + 1 < n - 1 and pairs[-1] > 0:
+    while pairs[-1] > 0:
+        if 2 * k + 1 >= n - 1:
+            # Out of lags with every pair positive: like Stan, the last pair is not trusted
+            # in full; only its even term is kept.
+            if len(pairs) > 1:
+                rejected_even = max(rho[2 * k - 2], 0.0)
+                pairs.pop()
+            break
         pair = rho[2 * k] + rho[2 * k + 1]
         if pair < 0:
             rejected_even = max(rho[2 * k], 0.0)
