@@ -209,3 +209,32 @@ def test_bad_config_raises():
         DiffraxODE(substeps=0)
     with pytest.raises(ValueError, match="shape"):
         nbody(Planck18(), (jnp.zeros((4, 4, 3)), jnp.zeros((4, 4, 3))), [0.1, 1.0])
+
+
+def test_mesh_not_divisible_by_device_grid_raises():
+    from jax.sharding import AbstractMesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from fmt_dynamics._src.nbody import _check_grid
+
+    grid = NamedSharding(AbstractMesh((2, 4), ("x", "y")), P("x", "y"))
+    _check_grid("mesh_shape", (8, 8, 8), grid)
+    with pytest.raises(ValueError, match="mesh_shape axis 1 of size 6 is not divisible by the 4"):
+        _check_grid("mesh_shape", (8, 6, 8), grid)
+
+
+@pytest.mark.multidevice
+def test_force_mesh_not_divisible_by_devices_raises():
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    n_dev = jax.device_count()
+    mesh = jax.make_mesh((n_dev, 1), ("x", "y"))
+    x = jax.device_put(jnp.zeros((8, 8, 8, 3)), NamedSharding(mesh, P("x", "y")))
+    bad = (8 * n_dev + 1, 8, 8)  # never divisible by n_dev > 1; always by 1 device
+    if n_dev > 1:
+        with pytest.raises(ValueError, match="mesh_shape axis 0"):
+            nbody(Planck18(), (x, x), [0.1, 1.0], mesh_shape=bad)
+    else:
+        with pytest.raises(ValueError, match="scale_factors"):  # still validated
+            nbody(Planck18(), (x, x), [1.0, 0.1], mesh_shape=bad)

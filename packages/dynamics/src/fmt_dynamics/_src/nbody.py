@@ -83,7 +83,29 @@ def _check_scale_factors(scale_factors) -> jax.Array:
     return jnp.asarray(arr)
 
 
-def _check_state(state) -> ParticleState:
+def _check_grid(name: str, shape, sharding) -> None:
+    """Raise if `shape` is not divisible by the device grid of a `NamedSharding`."""
+    if not isinstance(sharding, NamedSharding):
+        return
+    for axis, entry in enumerate(sharding.spec):
+        names = () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
+        n_dev = int(np.prod([sharding.mesh.shape[n] for n in names])) if names else 1
+        if axis < len(shape) and shape[axis] % n_dev:
+            raise ValueError(
+                f"{name} axis {axis} of size {shape[axis]} is not divisible by the {n_dev} "
+                f"devices of mesh axes {names} (device grid {dict(sharding.mesh.shape)}); "
+                f"shape {tuple(shape)}"
+            )
+
+
+def _sharding_of(x):
+    try:
+        return jax.typeof(x).sharding
+    except (AttributeError, TypeError):
+        return getattr(x, "sharding", None)
+
+
+def _check_state(state, mesh_shape) -> ParticleState:
     if not (isinstance(state, tuple) and len(state) == 2):
         raise ValueError(
             "initial state must be a ParticleState or a (displacement, momentum) pair, "
@@ -95,18 +117,13 @@ def _check_state(state) -> ParticleState:
         raise ValueError(f"displacement must have shape mesh_shape + (3,), got {shape}")
     if jnp.shape(p) != shape:
         raise ValueError(f"momentum shape {jnp.shape(p)} differs from displacement {shape}")
-    for name, v in (("displacement", x), ("momentum", p)):
-        sharding = getattr(v, "sharding", None)
-        if isinstance(sharding, NamedSharding):
-            for axis, entry in enumerate(sharding.spec):
-                names = () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
-                n_dev = int(np.prod([sharding.mesh.shape[n] for n in names])) if names else 1
-                if shape[axis] % n_dev:
-                    raise ValueError(
-                        f"{name} axis {axis} of size {shape[axis]} is not divisible by the "
-                        f"{n_dev} devices of mesh axes {names} (device grid "
-                        f"{dict(sharding.mesh.shape)})"
-                    )
+    sharding = _sharding_of(x)
+    _check_grid("displacement", shape, sharding)
+    _check_grid("momentum", shape, _sharding_of(p))
+    if mesh_shape is not None:
+        if len(tuple(mesh_shape)) != 3:
+            raise ValueError(f"mesh_shape must have 3 entries, got {mesh_shape!r}")
+        _check_grid("mesh_shape", tuple(mesh_shape), sharding)
     return ParticleState(x, p)
 
 
@@ -190,7 +207,7 @@ def nbody(
     if observer is not None and not callable(observer):
         raise ValueError(f"observer must be callable, got {observer!r}")
     a = _check_scale_factors(scale_factors)
-    state = _check_state(state)
+    state = _check_state(state, mesh_shape)
     save_steps = None if save_at is None else _save_steps(save_at, scale_factors)
 
     if isinstance(solver, DiffraxODE) and solver.ode_adjoint is None:
