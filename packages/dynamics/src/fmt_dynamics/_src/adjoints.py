@@ -31,7 +31,9 @@ Per-step observer (`nbody(..., observer=...)`): a pure function
 integration. Under `Reversible` and `Backsolve` its vjp is evaluated at the final carry
 (intermediate carries are not stored), so the observer must be affine in the parts of the
 carry it updates (adding to or overwriting slots, e.g. painting lightcone planes); parts it
-reads but never changes (parameters) may enter nonlinearly.
+reads but never changes (parameters) may enter nonlinearly. Values the observer needs
+gradients for (e.g. distances that depend on the cosmology) belong in its carry, not in a
+closure: the `custom_vjp` cannot differentiate closed-over tracers.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .solvers import AbstractSolver, _as, _KickDriftKick
+from .solvers import AbstractSolver, DiffraxODE, _as, _KickDriftKick
 
 __all__ = ["AbstractAdjoint", "Backsolve", "Checkpointed", "Reversible"]
 
@@ -278,8 +280,6 @@ def integrate_reconstructing(adjoint, solver, force, observe, cosmo, table, stat
 
 def supports(adjoint: AbstractAdjoint, solver: AbstractSolver) -> bool:
     """Whether `adjoint` can differentiate `solver` (see `nbody` for the error raised)."""
-    from .solvers import DiffraxODE
-
     if isinstance(adjoint, Checkpointed):
         return True
     if isinstance(adjoint, Reversible):

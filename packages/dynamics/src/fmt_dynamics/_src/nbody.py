@@ -175,7 +175,8 @@ def nbody(
         observer: `observer(carry, state_before, state_after, a_from, a_to) -> carry`, a
             pure function called after every step with the `ParticleState`s before and
             after it; its final carry is returned. Under the reversible and backsolve
-            adjoints it must be affine in the carry entries it updates (see `adjoints`).
+            adjoints it must be affine in the carry entries it updates, and values it needs
+            gradients for must be in the carry rather than closed over (see `adjoints`).
         observer_init: the initial carry of `observer` (a pytree of arrays).
         force: the force model `force(displacement, cosmo) -> F` (F including 3/2 Ω_m);
             default `PMForce(mesh_shape, r_split)`.
