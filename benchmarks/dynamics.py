@@ -6,13 +6,15 @@ white noise and Ω_c, for every supported solver × adjoint, and the same work w
 0.1.6 + diffrax (Tsit5, one step per interval, diffrax's RecursiveCheckpointAdjoint) as a
 reference, printed as ratios (ours / jaxpm). Peak memory is the compiled
 `memory_analysis()` (temp + arguments + outputs) and, on GPUs, the device's
-`peak_bytes_in_use`. Writes `dynamics.md` and `dynamics.json` to `--output`, including the
-"GPU need" table: memory per solver/adjoint extrapolated (∝ N³) to 1024³ and 2048³ and the
-number of H200s (141 GB, 90% usable, ideal sharding) that would hold it.
+`peak_bytes_in_use` (process-wide and monotone: run one combination per process with
+`--only` for a per-combination device peak). Writes `dynamics.md` and `dynamics.json` to
+`--output`, including the "GPU need" table: memory per solver/adjoint extrapolated (∝ N³)
+to 1024³ and 2048³ and the number of H200s (141 GB, 90% usable, ideal sharding) that would
+hold it.
 
 Usage:
-    python benchmarks/dynamics.py --output bench-out             # CPU: 32³, 64³
-    python benchmarks/dynamics.py --output bench-out --gpu-sizes # 128³, 256³ (10/40), 512³ (10)
+    python benchmarks/dynamics.py                 # CPU: 32³, 64³; GPU: 128³-512³
+    python benchmarks/dynamics.py --meshes 32 --steps 10 40 --output bench-out
 """
 
 from __future__ import annotations
@@ -156,10 +158,19 @@ def gib(b):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", type=pathlib.Path, required=True, help="output directory")
+    parser.add_argument(
+        "--output",
+        type=pathlib.Path,
+        default=pathlib.Path(__file__).resolve().parent / "results",
+        help="output directory (default benchmarks/results)",
+    )
     parser.add_argument("--meshes", type=int, nargs="*", default=None, help="mesh sizes N")
     parser.add_argument("--steps", type=int, nargs="*", default=[10, 40])
-    parser.add_argument("--gpu-sizes", action="store_true", help="128³, 256³ (10/40), 512³ (10)")
+    parser.add_argument(
+        "--gpu-sizes",
+        action="store_true",
+        help="128³, 256³ (10/40), 512³ (10); the default on GPU machines",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--no-jaxpm", action="store_true", help="skip the jaxpm reference")
@@ -172,7 +183,7 @@ def main() -> None:
     print("machine:", json.dumps(info))
     if args.meshes:
         plan = [(n, s) for n in args.meshes for s in args.steps]
-    elif args.gpu_sizes:
+    elif args.gpu_sizes or info["platform"] == "gpu":
         plan = [(128, 10), (128, 40), (256, 10), (256, 40), (512, 10)]
     else:
         plan = [(n, s) for n in (32, 64) for s in args.steps]
