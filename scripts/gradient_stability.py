@@ -58,18 +58,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="*", default=[2, 4, 8, 16])
     parser.add_argument("--ref-steps", type=int, default=64)
     parser.add_argument("--box-per-cell", type=float, default=8.0, help="Mpc/h")
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw the figure from the JSON next to it"
+    )
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
+    if args.replot:
+        results = json.loads(args.output.with_suffix(".json").read_text())
+    else:
+        results = compute(args)
+    plot(results, args)
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def compute(args) -> list[dict]:
     results = []
-    fig, axes = plt.subplots(1, len(args.meshes), figsize=(4.5 * len(args.meshes), 3.6))
-    axes = np.atleast_1d(axes)
-    for ax, n in zip(axes, args.meshes, strict=True):
+    for n in args.meshes:
         box = args.box_per_cell * n
         noise = white_noise(jax.random.key(0), (n, n, n))
         pk_fn, _ = gradient_fn(FastPM(), n, box, args.ref_steps)
@@ -77,7 +80,6 @@ def main() -> None:
         target = 1.1 * pk_fn(noise)
         g_ref = gradient_fn(FastPM(), n, box, args.ref_steps)[1](noise, target)
         for name, solver in SOLVERS.items():
-            rs = []
             for steps in args.steps:
                 g = gradient_fn(solver, n, box, steps)[1](noise, target)
                 r = float(jnp.vdot(g, g_ref) / jnp.sqrt(jnp.vdot(g, g) * jnp.vdot(g_ref, g_ref)))
@@ -91,18 +93,38 @@ def main() -> None:
                         "r_k_min": float(np.nanmin(np.asarray(rk.value))),
                     }
                 )
-                rs.append(max(1.0 - r, 1e-16))
                 print(results[-1], flush=True)
-            ax.loglog(args.steps, rs, "o-", label=name)
-        ax.set_title(f"{n}³, {box:.0f} Mpc/h (ref: FastPM {args.ref_steps} steps)")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def plot(results: list[dict], args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    meshes = sorted({r["mesh"] for r in results})
+    fig, axes = plt.subplots(1, len(meshes), figsize=(4.5 * len(meshes), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, n in zip(axes, meshes, strict=True):
+        for name in SOLVERS:
+            rows = [r for r in results if r["mesh"] == n and r["solver"] == name]
+            steps = [r["steps"] for r in rows]
+            ax.loglog(steps, [max(1.0 - r["r"], 1e-16) for r in rows], "o-", label=name)
+        ax.set_xticks(steps)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        box = args.box_per_cell * n
+        ax.set_title(f"{n}³, {box:.0f} Mpc/h (ref: FastPM {args.ref_steps} steps)", fontsize=10)
         ax.set_xlabel("steps (a = 0.1 → 1)")
-        ax.set_ylabel("1 − r(∂L/∂noise, reference)")
         ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("1 − r(∂L/∂noise, reference)")
     axes[0].legend()
     fig.tight_layout()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=90)
-    args.output.with_suffix(".json").write_text(json.dumps(results, indent=1))
     print("wrote", args.output)
 
 
