@@ -13,6 +13,7 @@ from importlib.metadata import version as _version
 from ._src.born import born_convergence as born_convergence
 from ._src.born import lensing_efficiency as lensing_efficiency
 from ._src.born import lensing_weights as lensing_weights
+from ._src.born import shell_weights as shell_weights
 from ._src.forward import make_full_field_model as make_full_field_model
 from ._src.limber import limber_cl as limber_cl
 from ._src.nz import Delta as Delta
@@ -55,6 +56,7 @@ __all__ = [
     "pixel_area_arcmin2",
     "reconstruct_full_kappa",
     "shape_noise_sigma",
+    "shell_weights",
     "spherical_power_spectrum",
     "visibility_mask",
     "visible_pixels",
