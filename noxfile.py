@@ -66,8 +66,15 @@ def _check_imports(session: nox.Session, names: list[str]) -> None:
     session.run("python", "-c", code, *[PACKAGES[n]["import"] for n in names])
 
 
+# Compiling dominates the tests and XLA compiles on one thread: one pytest worker per core
+# (up to 4), each taking whole files so module-scoped compiled fixtures are built once.
+WORKERS = max(1, min(4, os.cpu_count() or 1))
+PYTEST_PLUGINS = ("pytest-xdist>=3.5",)
+
+
 def _pytest(session: nox.Session, *args: str, env: dict[str, str]) -> None:
-    session.run("python", "-m", "pytest", *args, *session.posargs, env=env)
+    parallel = ["-n", str(WORKERS), "--dist", "loadfile"] if WORKERS > 1 else []
+    session.run("python", "-m", "pytest", *parallel, *args, *session.posargs, env=env)
 
 
 def _integration_tests_present() -> bool:
@@ -88,18 +95,34 @@ def tests(session: nox.Session) -> None:
     lint(session)
     names = list(PACKAGES)
     _install_workspace(session, names, extras="[test]")
+    session.install(*PYTEST_PLUGINS)
     for name in names:
         session.log(f"unit tests of {PACKAGES[name]['dist']}")
-        _pytest(session, f"{PACKAGES[name]['path']}/tests", env=_jax_env(1))
-    test_dirs = [f"{PACKAGES[n]['path']}/tests" for n in names]
-    if _integration_tests_present():
-        test_dirs.append("integration_tests")
+        _pytest(session, _test_dir(name), env=_jax_env(1))
     if _integration_tests_present():
         session.log("integration tests at 1 device")
         _pytest(session, "integration_tests", env=_jax_env(1))
     for devices in (2, 8):
-        session.log(f"multidevice tests at {devices} fake CPU devices")
-        _pytest(session, "-m", "multidevice", *test_dirs, env=_jax_env(devices))
+        _multidevice_runs(session, devices)
+
+
+def _test_dir(name: str) -> str:
+    return f"{PACKAGES[name]['path']}/tests"
+
+
+def _multidevice_dirs() -> list[str]:
+    """Test folders holding `multidevice` tests (pytest exits 5 on a folder with none)."""
+    dirs = [_test_dir(n) for n in PACKAGES]
+    if _integration_tests_present():
+        dirs.append("integration_tests")
+    return [d for d in dirs if any("multidevice" in f.read_text() for f in (ROOT / d).glob("*.py"))]
+
+
+def _multidevice_runs(session: nox.Session, devices: int) -> None:
+    # One pytest per folder: each package's conftest sets its own precision (x64 or not).
+    for folder in _multidevice_dirs():
+        session.log(f"multidevice tests of {folder} at {devices} fake CPU devices")
+        _pytest(session, "-m", "multidevice", folder, env=_jax_env(devices))
 
 
 def _make_unit_session(name: str):
@@ -110,7 +133,8 @@ def _make_unit_session(name: str):
         _install_workspace(session, closure)
         _check_imports(session, closure)
         _install_workspace(session, [name], extras="[test]")
-        _pytest(session, f"{PACKAGES[name]['path']}/tests", env=_jax_env(1))
+        session.install(*PYTEST_PLUGINS)
+        _pytest(session, _test_dir(name), env=_jax_env(1))
 
     unit.__doc__ = (
         f"{PACKAGES[name]['dist']} alone, with only its declared dependencies "
@@ -129,10 +153,8 @@ for _name in PACKAGES:
 def multidevice(session: nox.Session, devices: int) -> None:
     """The `multidevice` tests of every package and the integration suite at N fake devices."""
     _install_workspace(session, list(PACKAGES), extras="[test]")
-    dirs = [f"{p['path']}/tests" for p in PACKAGES.values()]
-    if _integration_tests_present():
-        dirs.append("integration_tests")
-    _pytest(session, "-m", "multidevice", *dirs, env=_jax_env(devices))
+    session.install(*PYTEST_PLUGINS)
+    _multidevice_runs(session, devices)
 
 
 @nox.session
@@ -198,12 +220,10 @@ def _current_interpreter_env() -> dict[str, str]:
 def gpu(session: nox.Session) -> None:
     """Multidevice and integration suites on the machine's real accelerators (no venv)."""
     env = _current_interpreter_env()
-    dirs = [f"{p['path']}/tests" for p in PACKAGES.values()]
+    for folder in _multidevice_dirs():
+        session.run("python", "-m", "pytest", "-m", "multidevice or gpu", folder, env=env)
     if _integration_tests_present():
-        dirs.append("integration_tests")
-    session.run(
-        "python", "-m", "pytest", "-m", "multidevice or gpu", *dirs, *session.posargs, env=env
-    )
+        session.run("python", "-m", "pytest", "integration_tests", *session.posargs, env=env)
 
 
 @nox.session(venv_backend="none")
