@@ -1,4 +1,3 @@
-
 import jax
 
 # Numbers are compared against float64 references in this package's tests.
