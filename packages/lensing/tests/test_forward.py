@@ -80,7 +80,7 @@ def test_flat_shapes(cosmo, noise, flat_model):
 def test_spherical_full_sky_mean_zero_and_visibility(cosmo, noise):
     model = make_full_field_model(**SPHERE)
     assert model.mask.all()  # replicas chosen to hold every shell: the full sky
-    kappa, planes, _ = jax.jit(lambda c, w: model(c, NZ, w))(cosmo, noise)
+    kappa, _, _ = jax.jit(lambda c, w: model(c, NZ, w))(cosmo, noise)
     assert kappa.shape == (2, 12 * 64)
     means = np.abs(np.asarray(kappa).mean(-1))
     print("full-sky mean |<kappa>|:", means, "std:", np.asarray(kappa).std(-1))
