@@ -63,9 +63,13 @@ def run(args):
         field_size=args.field,
         field_npix=args.npix,
         density_plane_width=args.plane_width,
+        min_distance=args.min_distance,
+        interpolation=args.interpolation,
+        deconvolve=args.deconvolve,
         n_steps=args.steps,
         a_init=args.a_init,
         lpt_order=2,
+        observer=(0.5, 0.5, 0.5 / n),  # half a cell off the lattice planes
     )
     f = jax.jit(lambda c, w: model(c, nz, w)[0][0])
     edges_chi = model.spec.edges
@@ -138,7 +142,10 @@ def main():
     p.add_argument("--field", type=float, default=10.0, help="degrees")
     p.add_argument("--npix", type=int, default=64)
     p.add_argument("--plane-width", type=float, default=None)
+    p.add_argument("--min-distance", type=float, default=0.0, help="inner shell edge, Mpc/h")
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--interpolation", default="fourier", choices=["bilinear", "fourier"])
+    p.add_argument("--deconvolve", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--a-init", type=float, default=None)
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--kmax-frac", type=float, default=0.5, help="k_max / k_Nyquist")

@@ -53,6 +53,8 @@ def make_full_field_model(
     adjoint: Any = "checkpointed",
     fiducial: Any = None,
     density: str = "mean",
+    interpolation: str = "bilinear",
+    deconvolve: bool = False,
 ):
     """Build `forward_model(cosmo, nz, white_noise) -> (kappa_maps, lightcone, initial_field)`.
 
@@ -81,6 +83,7 @@ def make_full_field_model(
         fiducial: concrete cosmology converting `max_redshift` to a distance (default
             Planck18).
         density: shell contrast convention of `born_convergence`.
+        interpolation, deconvolve: flat plane sampling of `born_convergence`.
 
     Returns:
         `forward_model(cosmo, nz, white_noise)` returning κ of shape (n_bins, field_npix,
@@ -197,6 +200,8 @@ def make_full_field_model(
                 field_npix=field_npix,
                 plane_size=plane_size,
                 density=density,
+                interpolation=interpolation,
+                deconvolve=deconvolve,
             )
         else:
             kappa = born_convergence(cosmo, planes, nz, density=density, mask=mask_j)
