@@ -216,3 +216,35 @@ def test_tophat_bins_order(cosmo):
     ell = jnp.array([100.0])
     cl = jax.jit(lambda c: limber_cl(c, ell, [TopHat(0.2, 0.5), TopHat(0.8, 1.2)]))(cosmo)
     assert cl.shape == (2, 1) and float(cl[1, 0]) > 3 * float(cl[0, 0])
+
+
+def test_fourier_interpolation_is_exact_for_band_limited_planes(cosmo):
+    n, box, chi, width = 16, 200.0, 600.0, 20.0
+    x = (np.arange(n) + 0.5 - n / 2) * box / n  # pixel centres, Mpc/h from the observer
+    kx, ky = 2 * np.pi * 3 / box, 2 * np.pi * 5 / box
+    delta = 0.1 * np.cos(kx * x[:, None] + 0.3) * np.sin(ky * x[None, :] - 0.2)
+    planes = _lightcone(
+        cosmo,
+        (1 + delta)[None],
+        [chi - width / 2, chi + width / 2],
+        (box / n) ** 2,
+        "flat",
+        [1.0],
+    )
+    field, m = 8.0, 24  # pixels off the plane's grid
+    kw = dict(
+        field_size=field, field_npix=m, density="expected", kernel="midpoint", plane_size=box
+    )
+    kf, kb = jax.jit(
+        lambda c: (
+            born_convergence(c, planes, Delta(1.5), interpolation="fourier", **kw)[0],
+            born_convergence(c, planes, Delta(1.5), **kw)[0],
+        )
+    )(cosmo)
+    t = np.deg2rad(field) / m * (np.arange(m) + 0.5 - m / 2) * chi
+    exact = 0.1 * np.cos(kx * t[:, None] + 0.3) * np.sin(ky * t[None, :] - 0.2)
+    exact *= _weight(cosmo, chi, width, 1.5)
+    np.testing.assert_allclose(np.asarray(kf), exact, atol=1e-12 * np.abs(exact).max())
+    assert np.abs(np.asarray(kb) - exact).max() > 1e-2 * np.abs(exact).max()  # bilinear smooths
+    with pytest.raises(ValueError, match="deconvolve"):
+        born_convergence(cosmo, planes, Delta(1.5), deconvolve=True, **kw)

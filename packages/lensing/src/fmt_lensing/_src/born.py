@@ -270,10 +270,11 @@ def born_convergence(
     if plane_size is None:
         if not _concrete(planes.pixel_area):
             raise ValueError("plane_size is needed when the lightcone is traced")
-        plane_size = float(np.sqrt(planes.pixel_area)) * max(nx, ny)
+        plane_size = float(np.sqrt(np.asarray(planes.pixel_area))) * max(nx, ny)
     dx, dy = plane_size / max(nx, ny), plane_size / max(nx, ny)
     if _concrete(planes.chi_edges):
-        check_field_fits(field_size, float(np.max(planes.chi_edges)), min(nx * dx, ny * dy))
+        far = float(np.asarray(planes.chi_edges).max())
+        check_field_fits(field_size, far, min(nx * dx, ny * dy))
     if interpolation not in ("bilinear", "fourier"):
         raise ValueError(f"interpolation must be 'bilinear' or 'fourier', got {interpolation!r}")
     if deconvolve and interpolation != "fourier":
