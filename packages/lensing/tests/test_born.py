@@ -232,9 +232,7 @@ def test_fourier_interpolation_is_exact_for_band_limited_planes(cosmo):
         [1.0],
     )
     field, m = 8.0, 24  # pixels off the plane's grid
-    kw = dict(
-        field_size=field, field_npix=m, density="expected", kernel="midpoint", plane_size=box
-    )
+    kw = dict(field_size=field, field_npix=m, density="expected", kernel="midpoint", plane_size=box)
     kf, kb = jax.jit(
         lambda c: (
             born_convergence(c, planes, Delta(1.5), interpolation="fourier", **kw)[0],

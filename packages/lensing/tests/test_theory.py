@@ -11,10 +11,11 @@ L = 256 Mpc/h, lenses at 400-1320 Mpc/h (sources at z = 0.5) and a 10° field, t
 the lowest bin(s) only (ℓ ≈ 78).
 
 Tolerance: a 32³ box has few modes at those scales, so the seed-to-seed scatter of the
-binned C_ℓ is large (measured ±15% for the mean of 16 seeds at ℓ ≈ 78). The test requires
+binned C_ℓ is large (measured ±20% for the mean of 16 seeds at ℓ ≈ 78). The test requires
 |ratio − 1| < 3σ_stat + 5% (5%: the shell and kernel discretisation) in every valid bin
 — a statistical test with a 0.3% false-alarm rate — instead of the issue's 10%/3%, which
-the script checks at 64³.
+the script measures at 64³. The planes are sampled by Fourier interpolation with the
+CIC painting window divided out (`interpolation="fourier", deconvolve=True`).
 """
 
 import jax
@@ -47,6 +48,8 @@ def comparison():
         density_plane_width=BOX / 2,
         min_distance=MIN_DISTANCE,
         n_steps=5,
+        interpolation="fourier",
+        deconvolve=True,
         observer=(0.5, 0.5, 0.5 / N),
     )
     f = jax.jit(lambda c, w: model(c, nz, w)[0][0])
@@ -81,5 +84,7 @@ def test_lightcone_spectrum_matches_limber_in_valid_range(comparison):
         )
     assert valid.sum() >= 1
     assert np.all(np.abs(ratio[valid] - 1) < N_SIGMA * sigma[valid] + SYSTEMATIC)
-    # outside the valid range the mesh visibly loses power: the range is not too narrow
-    assert ratio[~valid & (ell > ell[valid].max())][:3].max() < 1.0
+    # the mean of the valid bins, weighted by their inverse variance
+    w = 1 / sigma[valid] ** 2
+    mean = np.sum(w * ratio[valid]) / np.sum(w)
+    assert abs(mean - 1) < N_SIGMA / np.sqrt(np.sum(w)) + SYSTEMATIC
