@@ -190,3 +190,29 @@ def test_probabilistic_model_traces(cosmo):
     np.testing.assert_allclose(config.pixel_noise(), sigma, rtol=1e-14)
     with pytest.raises(ValueError, match="n_gal"):
         Configuration(box_shape=(N,) * 3, box_size=(BOX,) * 3, max_redshift=0.2, nz=NZ, n_gal=0)
+
+
+def test_without_numpyro_import_works_and_probmodel_says_what_to_install(monkeypatch):
+    import importlib
+    import pkgutil
+    import sys
+
+    import fmt_lensing
+
+    for name in [m for m in sys.modules if m.startswith("fmt_lensing")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "numpyro", None)  # import numpyro -> ImportError
+    monkeypatch.setitem(sys.modules, "fmt_infer", None)
+    pkg = importlib.import_module("fmt_lensing")
+    for mod in pkgutil.walk_packages(fmt_lensing.__path__, "fmt_lensing."):
+        importlib.import_module(mod.name)
+    config = pkg.Configuration(
+        box_shape=(N, N, N),
+        box_size=(BOX,) * 3,
+        max_redshift=0.2,
+        nz=NZ,
+        field_size=5.0,
+        field_npix=16,
+    )
+    with pytest.raises(ImportError, match=r"fmt-lensing\[infer\]"):
+        pkg.full_field_probmodel(config)
