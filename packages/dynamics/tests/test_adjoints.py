@@ -88,71 +88,132 @@ def omega_c():
     return jnp.asarray(Planck18().Omega_c)
 
 
-_cache = {}
+def key(name, adjoint, dtype="float64"):
+    return f"{dtype}-{name}-{adjoint!r}"
 
 
-def gradient(name, adjoint, noise, omega_c, dtype):
-    key = (name, adjoint, dtype)
-    if key not in _cache:
-        f = jax.jit(jax.value_and_grad(make_loss(SOLVERS[name], adjoint), argnums=(0, 1)))
-        _cache[key] = f(noise.astype(dtype), omega_c)
-    return _cache[key]
+REFERENCE = Checkpointed()
+F32_CASES = [("fastpm", Reversible()), ("fastpm", Backsolve())]
+JVP_TANGENT_OMEGA = 0.3
+
+
+def observer(carry, before, after, a_from, a_to):
+    """Accumulates a weighted density per step (lightcone-like)."""
+    delta = density_from_displacement(after.displacement)
+    return carry + (a_to - a_from) * delta**2
+
+
+def observer_loss(adjoint):
+    def loss(noise, omega_c):
+        cosmo = Planck18(Omega_c=omega_c)
+        dx, p = lpt(cosmo, linear_field(noise, power, BOX), 0.1, order=1)
+        out = nbody(
+            cosmo,
+            (dx, p),
+            SCALE_FACTORS,
+            adjoint=adjoint,
+            observer=observer,
+            observer_init=jnp.zeros((N, N, N)),
+        )
+        return jnp.sum(out.observed)
+
+    return loss
+
+
+@pytest.fixture(scope="module")
+def results(noise, omega_c):
+    """Every gradient, jvp and finite-difference loss of this module, in ONE jitted function.
+
+    Each adjoint still runs its own code path (its own custom_vjp / backward scan); putting
+    them in one program only shares XLA's fixed per-compile cost (the runtime on small CPUs
+    is ~10 s of compilation per gradient, ~0.05 s of execution).
+    """
+    v = jax.random.normal(jax.random.key(8), noise.shape)
+    v_fd = jax.random.normal(jax.random.key(7), noise.shape)
+
+    def everything(noise, omega_c):
+        out = {}
+        for name, solver in SOLVERS.items():
+            for adjoint in [REFERENCE] + [a for n, a in CASES if n == name]:
+                loss = make_loss(solver, adjoint)
+                out[key(name, adjoint)] = jax.value_and_grad(loss, argnums=(0, 1))(noise, omega_c)
+            # jvp (forward mode through plain autodiff; diffrax's ForwardMode inside intervals)
+            fwd = solver
+            if name == "diffrax":
+                fwd = DiffraxODE(substeps=4, ode_adjoint=diffrax.ForwardMode())
+            out[f"jvp-{name}"] = jax.jvp(
+                make_loss(fwd, REFERENCE), (noise, omega_c), (v, JVP_TANGENT_OMEGA)
+            )[1]
+            # central differences: the loss at noise ± ε v_fd and at Ω_c (1 ± ε)
+            eps_o = FD_EPS * omega_c
+            ns = jnp.stack([noise + FD_EPS * v_fd, noise - FD_EPS * v_fd, noise, noise])
+            os_ = jnp.stack([omega_c, omega_c, omega_c + eps_o, omega_c - eps_o])
+            out[f"fd-{name}"] = jax.vmap(make_loss(solver, REFERENCE))(ns, os_)
+        for name, adjoint in [("fastpm", REFERENCE), *F32_CASES]:
+            loss = make_loss(SOLVERS[name], adjoint)
+            out[key(name, adjoint, "float32")] = jax.value_and_grad(loss, argnums=(0, 1))(
+                noise.astype("float32"), omega_c
+            )
+        for adjoint in (REFERENCE, Reversible()):
+            out[f"observer-{adjoint!r}"] = jax.grad(observer_loss(adjoint), argnums=(0, 1))(
+                noise, omega_c
+            )
+        return out
+
+    return v, v_fd, jax.jit(everything)(noise, omega_c)
 
 
 @pytest.mark.parametrize(("name", "adjoint"), CASES, ids=[f"{n}-{a}" for n, a in CASES])
-def test_gradients_match_checkpointed_float64(noise, omega_c, name, adjoint):
-    v_ref, (g_ref, o_ref) = gradient(name, Checkpointed(), noise, omega_c, "float64")
-    v, (g, o) = gradient(name, adjoint, noise, omega_c, "float64")
+def test_gradients_match_checkpointed_float64(results, name, adjoint):
+    out = results[2]
+    v_ref, (g_ref, o_ref) = out[key(name, REFERENCE)]
+    v, (g, o) = out[key(name, adjoint)]
+    assert g.dtype == jnp.float64
     tol = DIFFRAX_BACKSOLVE_RTOL if (name, adjoint) == ("diffrax", Backsolve()) else GRAD_RTOL_F64
     np.testing.assert_allclose(v, v_ref, rtol=1e-12)
     assert rel(g, g_ref) < tol and rel(o, o_ref) < tol, (rel(g, g_ref), rel(o, o_ref))
 
 
-F32_CASES = [("fastpm", Reversible()), ("fastpm", Backsolve())]
-
-
 @pytest.mark.parametrize(("name", "adjoint"), F32_CASES, ids=[f"{n}-{a}" for n, a in F32_CASES])
-def test_gradients_match_checkpointed_float32(noise, omega_c, name, adjoint):
-    _, (g_ref, o_ref) = gradient(name, Checkpointed(), noise, omega_c, "float32")
-    _, (g, o) = gradient(name, adjoint, noise, omega_c, "float32")
-    assert g.dtype == jnp.float32
+def test_gradients_match_checkpointed_float32(results, name, adjoint):
+    out = results[2]
+    _, (g_ref, o_ref) = out[key(name, REFERENCE, "float32")]
+    _, (g, o) = out[key(name, adjoint, "float32")]
+    assert g.dtype == g_ref.dtype == jnp.float32
     assert rel(g, g_ref) < GRAD_RTOL_F32 and rel(o, o_ref) < GRAD_RTOL_F32
 
 
 @pytest.mark.parametrize("name", list(SOLVERS))
-def test_gradient_matches_finite_differences(noise, omega_c, name):
-    loss = jax.jit(make_loss(SOLVERS[name], Checkpointed()))
-    _, (g, o) = gradient(name, Checkpointed(), noise, omega_c, "float64")
-    v = jax.random.normal(jax.random.key(7), noise.shape)
-    fd = (loss(noise + FD_EPS * v, omega_c) - loss(noise - FD_EPS * v, omega_c)) / (2 * FD_EPS)
-    np.testing.assert_allclose(jnp.vdot(g, v), fd, rtol=FD_RTOL)
-    eps = FD_EPS * omega_c
-    fd_o = (loss(noise, omega_c + eps) - loss(noise, omega_c - eps)) / (2 * eps)
-    np.testing.assert_allclose(o, fd_o, rtol=FD_RTOL)
+def test_gradient_matches_finite_differences(results, omega_c, name):
+    _, v, out = results
+    _, (g, o) = out[key(name, REFERENCE)]
+    up, down, o_up, o_down = out[f"fd-{name}"]
+    np.testing.assert_allclose(jnp.vdot(g, v), (up - down) / (2 * FD_EPS), rtol=FD_RTOL)
+    np.testing.assert_allclose(o, (o_up - o_down) / (2 * FD_EPS * omega_c), rtol=FD_RTOL)
 
 
 @pytest.mark.parametrize(("name", "adjoint"), CASES, ids=[f"{n}-{a}" for n, a in CASES])
-def test_jvp_dot_vjp(noise, omega_c, name, adjoint):
+def test_jvp_dot_vjp(results, name, adjoint):
     """jvp (forward mode through plain autodiff) · v == v · vjp (the adjoint under test)."""
-    solver = SOLVERS[name]
-    if name == "diffrax":
-        solver = DiffraxODE(substeps=4, ode_adjoint=diffrax.ForwardMode())
-    key = ("jvp", name)
-    if key not in _cache:
-        loss = make_loss(solver, Checkpointed())
-        v = jax.random.normal(jax.random.key(8), noise.shape)
-        _cache[key] = (v, jax.jit(lambda n, o: jax.jvp(loss, (n, o), (v, 0.3))[1])(noise, omega_c))
-    v, jvp = _cache[key]
-    _, (g, o) = gradient(name, adjoint, noise, omega_c, "float64")
+    v, _, out = results
+    _, (g, o) = out[key(name, adjoint)]
     tol = DIFFRAX_BACKSOLVE_RTOL if (name, adjoint) == ("diffrax", Backsolve()) else DOT_RTOL
-    np.testing.assert_allclose(jnp.vdot(g, v) + 0.3 * o, jvp, rtol=tol)
+    np.testing.assert_allclose(jnp.vdot(g, v) + JVP_TANGENT_OMEGA * o, out[f"jvp-{name}"], rtol=tol)
 
 
 def _temp_bytes(adjoint, n_steps):
+    """Compiled temporary memory of the gradient of a FastPM run w.r.t. its initial state
+    (the adjoint's whole backward pass; the ICs and cosmology are left out of the program
+    to keep the four compiles cheap: they add the same buffers for 10 and 40 steps)."""
     a = np.linspace(0.1, 1.0, n_steps + 1)
-    f = jax.jit(jax.grad(make_loss(FastPM(), adjoint, a)))
-    x = jnp.zeros((N, N, N))
-    return f.lower(x, 0.26).compile().memory_analysis().temp_size_in_bytes
+
+    def loss(dx, p):
+        out = nbody(Planck18(), (dx, p), a, solver=FastPM(), adjoint=adjoint).state
+        return jnp.sum(density_from_displacement(out.displacement) ** 2)
+
+    x = jnp.zeros((N, N, N, 3))
+    f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return f.lower(x, x).compile().memory_analysis().temp_size_in_bytes
 
 
 def test_reversible_memory_is_independent_of_steps():
@@ -165,33 +226,13 @@ def test_reversible_memory_is_independent_of_steps():
     assert ck40 - ck10 >= 30 * state_bytes, (ck10, ck40)
 
 
-def test_observer_gradients_under_every_adjoint(noise, omega_c):
+def test_observer_gradients_under_every_adjoint(results):
     """An observer that accumulates a weighted density per step (lightcone-like)."""
-
-    def observer(carry, before, after, a_from, a_to):
-        delta = density_from_displacement(after.displacement)
-        return carry + (a_to - a_from) * delta**2
-
-    def run(adjoint):
-        def loss(noise, omega_c):
-            cosmo = Planck18(Omega_c=omega_c)
-            dx, p = lpt(cosmo, linear_field(noise, power, BOX), 0.1, order=1)
-            out = nbody(
-                cosmo,
-                (dx, p),
-                SCALE_FACTORS,
-                adjoint=adjoint,
-                observer=observer,
-                observer_init=jnp.zeros((N, N, N)),
-            )
-            return jnp.sum(out.observed)
-
-        return jax.jit(jax.grad(loss, argnums=(0, 1)))(noise, omega_c)
-
-    g_ref, o_ref = run(Checkpointed())
-    for adjoint in (Reversible(),):
-        g, o = run(adjoint)
-        assert rel(g, g_ref) < GRAD_RTOL_F64 and rel(o, o_ref) < GRAD_RTOL_F64
+    out = results[2]
+    g_ref, o_ref = out[f"observer-{REFERENCE!r}"]
+    g, o = out[f"observer-{Reversible()!r}"]
+    assert float(jnp.linalg.norm(g_ref)) > 0 and float(jnp.abs(o_ref)) > 0
+    assert rel(g, g_ref) < GRAD_RTOL_F64 and rel(o, o_ref) < GRAD_RTOL_F64
 
 
 def _grids():
@@ -208,17 +249,12 @@ def _grids():
 GRIDS = _grids()
 
 
-@pytest.mark.multidevice
-@pytest.mark.parametrize("grid", GRIDS, ids=[f"{a}x{b}" for a, b in GRIDS])
-@pytest.mark.parametrize("adjoint", [Reversible(), Checkpointed()], ids=["reversible", "ckpt"])
-def test_sharded_equals_single_device(grid, adjoint):
-    n = 16
-    mesh = jax.make_mesh(grid, ("x", "y"), devices=jax.devices()[: grid[0] * grid[1]])
-    sharding = NamedSharding(mesh, P("x", "y"))
-    key = jax.random.key(5)
-    noise1 = white_noise(key, (n, n, n), dtype=jnp.float32)
-    noise_s = white_noise(key, (n, n, n), dtype=jnp.float32, sharding=sharding)
+SHARDED_N = 16  # 2 cells per device on an 8-device axis
+SHARDED_ADJOINTS = (Reversible(), Checkpointed())
+SHARDED_KEY = jax.random.key(5)
 
+
+def _sharded_loss(adjoint):
     def loss(noise, omega_c):
         cosmo = Planck18(Omega_c=omega_c)
         dx, p = lpt(cosmo, linear_field(noise, power, 128.0), 0.1, order=1)
@@ -226,9 +262,39 @@ def test_sharded_equals_single_device(grid, adjoint):
         delta = density_from_displacement(out.displacement)
         return jnp.sum(delta**2), out.displacement
 
-    f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
-    (v1, x1), (g1, o1) = f(noise1, 0.26)
-    (vs, xs), (gs, os_) = f(noise_s, 0.26)
-    np.testing.assert_allclose(vs, v1, rtol=SHARDED_RTOL)
-    assert rel(xs, x1) < SHARDED_RTOL and rel(gs, g1) < SHARDED_RTOL
-    np.testing.assert_allclose(os_, o1, rtol=SHARDED_RTOL)
+    return loss
+
+
+# Forward and gradient under both adjoints in one program (one compile per input layout).
+_sharded_run = jax.jit(
+    lambda noise, omega_c: {
+        repr(adjoint): jax.value_and_grad(_sharded_loss(adjoint), argnums=(0, 1), has_aux=True)(
+            noise, omega_c
+        )
+        for adjoint in SHARDED_ADJOINTS
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def sharded_reference():
+    n = SHARDED_N
+    return _sharded_run(white_noise(SHARDED_KEY, (n, n, n), dtype=jnp.float32), 0.26)
+
+
+@pytest.mark.multidevice
+@pytest.mark.parametrize("grid", GRIDS, ids=[f"{a}x{b}" for a, b in GRIDS])
+def test_sharded_equals_single_device(sharded_reference, grid):
+    n = SHARDED_N
+    mesh = jax.make_mesh(grid, ("x", "y"), devices=jax.devices()[: grid[0] * grid[1]])
+    sharding = NamedSharding(mesh, P("x", "y"))
+    noise_s = white_noise(SHARDED_KEY, (n, n, n), dtype=jnp.float32, sharding=sharding)
+    assert tuple(noise_s.sharding.spec[:2]) == ("x", "y")
+    out = _sharded_run(noise_s, 0.26)
+    for adjoint in SHARDED_ADJOINTS:
+        (v1, x1), (g1, o1) = sharded_reference[repr(adjoint)]
+        (vs, xs), (gs, os_) = out[repr(adjoint)]
+        assert gs.dtype == jnp.float32
+        np.testing.assert_allclose(vs, v1, rtol=SHARDED_RTOL)
+        assert rel(xs, x1) < SHARDED_RTOL and rel(gs, g1) < SHARDED_RTOL, adjoint
+        np.testing.assert_allclose(os_, o1, rtol=SHARDED_RTOL)
