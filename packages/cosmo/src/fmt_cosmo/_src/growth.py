@@ -133,7 +133,7 @@ jax.tree_util.register_pytree_node(
         tuple(getattr(t, n) for n in GrowthTable._array_names),
         (t.log_a_min, t.step),
     ),
-    lambda aux, leaves: GrowthTable(*leaves, *aux),
+    lambda aux, leaves: GrowthTable(*leaves, *aux),  # type: ignore[call-arg]  # mypy miscounts *leaves, *aux
 )
 
 

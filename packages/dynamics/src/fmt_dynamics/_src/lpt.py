@@ -47,7 +47,7 @@ __all__ = ["lpt", "lpt_displacements"]
 _PAIRS = ((0, 1), (1, 2), (0, 2))
 
 
-def _check_field(linear_density) -> tuple[int, int, int]:
+def _check_field(linear_density) -> tuple[int, ...]:
     shape = getattr(linear_density, "shape", None)
     if shape is None or len(shape) != 3:
         raise ValueError(f"linear_density must be a real 3-D mesh (X, Y, Z), got shape {shape}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import diffrax
 import equinox as eqx
@@ -55,7 +55,12 @@ class NBodyResult(NamedTuple):
     observed: Any
 
 
-def _resolve(name_or_obj, table: dict, base: type, what: str):
+_T = TypeVar("_T")
+
+
+def _resolve(
+    name_or_obj: str | _T, table: dict[str, Callable[[], _T]], base: type, what: str
+) -> _T:
     if isinstance(name_or_obj, str):
         if name_or_obj not in table:
             raise ValueError(f"unknown {what} {name_or_obj!r}; expected one of {sorted(table)}")

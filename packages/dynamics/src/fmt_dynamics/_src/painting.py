@@ -102,7 +102,7 @@ def _layout_of(x, name: str) -> _Layout | None:
 # -------------------------------------------------------------------------------------
 # Argument checks (before tracing)
 # -------------------------------------------------------------------------------------
-def _check_displacement(displacement) -> tuple[int, int, int]:
+def _check_displacement(displacement) -> tuple[int, ...]:
     shape = getattr(displacement, "shape", None)
     if shape is None or len(shape) != 4 or shape[-1] != 3:
         raise ValueError(
@@ -139,12 +139,12 @@ def _check_divisible(layout: _Layout | None, lattice_shape, mesh_shape, name: st
             )
 
 
-def _resolve_halo(halo, layout: _Layout | None, mesh_shape) -> tuple[int, int]:
+def _resolve_halo(halo, layout: _Layout | None, mesh_shape) -> tuple[int, ...]:
     """Halo widths along array axes 0, 1 (0 for an axis that is not split)."""
     if layout is None:
         return (0, 0)
     if halo is None:
-        user = None
+        user: tuple[int, ...] | None = None
     elif isinstance(halo, int) and not isinstance(halo, bool):
         user = (halo, halo)
     else:

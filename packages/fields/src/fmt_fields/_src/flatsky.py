@@ -10,7 +10,7 @@ These maps are small and live on one device.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import jax.numpy as jnp
 import numpy as np
@@ -31,7 +31,7 @@ def _check_map(x: Any, argname: str) -> None:
         raise TypeError(f"{argname} must be real, got dtype {jnp.result_type(x)}")
 
 
-def _ell_grid(shape: tuple[int, int], size: tuple[float, float], dtype: Any) -> Array:
+def _ell_grid(shape: tuple[int, ...], size: tuple[float, float], dtype: Any) -> Array:
     lx = 2 * np.pi * np.fft.fftfreq(shape[0], 1.0 / shape[0]) / size[0]
     ly = 2 * np.pi * np.fft.rfftfreq(shape[1], 1.0 / shape[1]) / size[1]
     return jnp.asarray(np.sqrt(lx[:, None] ** 2 + ly[None, :] ** 2), dtype=dtype)
@@ -94,7 +94,8 @@ def flat_sky_lognormal_map(
     Returns:
         The map, shape (Nx, Ny).
     """
-    if not (np.isscalar(shift) and shift > 0):
+    # cast: np.isscalar's TypeIs would otherwise narrow `shift` away from float
+    if not (np.isscalar(cast(Any, shift)) and shift > 0):
         raise ValueError(f"shift must be a positive number, got {shift!r}")
     gaussian = flat_sky_gaussian_map(white_noise, angular_power, map_size)
     size = check_box_size(map_size, ndim=2, argname="map_size")

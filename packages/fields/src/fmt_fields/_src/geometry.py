@@ -12,7 +12,7 @@ Wavenumbers are angular, k = 2π n / L, in h/Mpc.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +107,7 @@ def wavevectors(
     shape, box, pencils = _layout(mesh_shape, box_size, sharding)
     modes = _mode_numbers(shape, half=pencils is None)
     values = [2 * np.pi * n / L for n, L in zip(modes, box, strict=True)]
-    return _place(values, pencils, _float_dtype(dtype))
+    return cast(tuple[Array, Array, Array], _place(values, pencils, _float_dtype(dtype)))
 
 
 def wavenumber(

@@ -118,7 +118,7 @@ def _spectra(
     spectra_k = [fft3d(f) for f in fields]
     kx, ky, kz = wavevectors(shape, box, sharding=sharding_of(fields[0]), dtype=dtype)
     n_last = spectra_k[0].shape[2]
-    wz = half_weights(shape[2]) if pencils is None else np.ones(n_last)
+    wz: jax.Array | np.ndarray = half_weights(shape[2]) if pencils is None else np.ones(n_last)
     wz = jnp.asarray(wz.reshape(1, 1, -1), dtype=dtype)
     norm = float(np.prod(box)) / float(np.prod(shape)) ** 2
 

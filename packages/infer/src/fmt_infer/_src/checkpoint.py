@@ -90,6 +90,7 @@ def sharding_record(sharding: Any) -> dict[str, Any]:
             "spec": [_spec_entry(e) for e in sharding.spec],
         }
     if isinstance(sharding, SingleDeviceSharding):
+        device: Any  # jaxlib ships no type stub for Device
         (device,) = sharding.device_set
         return {"type": "single", "device_id": int(device.id)}
     raise TypeError(f"cannot record sharding of type {type(sharding).__name__}: {sharding!r}")

@@ -105,7 +105,7 @@ def plot_posterior(
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("plot_posterior needs matplotlib: pip install 'fmt-infer[plot]'") from err
 
-    truths = [None] * len(labels)
+    truths: list[float | None] = [None] * len(labels)
     if truth is not None:
         offsets: dict[str, int] = {}
         for j, site in enumerate(sites):

@@ -16,7 +16,7 @@ import inspect
 import pathlib
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ from numpyro.infer.util import initialize_model
 from tqdm.auto import tqdm
 
 from .checkpoint import RunDirectory
-from .kernels import BACKENDS, SAMPLERS, SamplerOptions, make_kernel
+from .kernels import BACKENDS, SAMPLERS, NumPyroKernel, SamplerOptions, make_kernel
 
 __all__ = ["SamplingResult", "batched_sampling", "load_sample_stats", "load_samples"]
 
@@ -494,6 +494,9 @@ def batched_sampling(
     def constrain_state(state):
         return _constrain_positions(state, chain_shardings, sites)
 
+    # The two backends' warmup functions take different arguments.
+    warmup_fn: Callable[..., Any]
+    warmup_inputs: tuple[Any, ...]
     if backend == "blackjax":
 
         def warmup_fn(keys, z, dyn):
@@ -507,7 +510,7 @@ def batched_sampling(
             state, params = kernel.warmup(init_state, *merge(dyn))
             return constrain_state(state), params
 
-        warmup_inputs = (kernel.initial_state(),)
+        warmup_inputs = (cast(NumPyroKernel, kernel).initial_state(),)
 
     progress = _Progress(progress_bar)
 

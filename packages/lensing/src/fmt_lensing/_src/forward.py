@@ -208,8 +208,8 @@ def make_full_field_model(
             kappa = kappa[:, pix_idx]
         return kappa, planes, field
 
-    forward_model.spec = spec
-    forward_model.scale_factors = a_steps
-    forward_model.mask = mask
-    forward_model.pixels = pixels
+    forward_model.spec = spec  # type: ignore[attr-defined]  # function attribute
+    forward_model.scale_factors = a_steps  # type: ignore[attr-defined]  # function attribute
+    forward_model.mask = mask  # type: ignore[attr-defined]  # function attribute
+    forward_model.pixels = pixels  # type: ignore[attr-defined]  # function attribute
     return forward_model
