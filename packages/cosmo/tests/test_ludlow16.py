@@ -15,7 +15,6 @@ import pytest
 import scipy.integrate
 import scipy.optimize
 import scipy.special
-from colossus.cosmology import cosmology as ccosmo
 from colossus.halo import concentration as cconc
 from colossus.halo import profile_nfw
 from colossus.lss import peaks
@@ -56,26 +55,6 @@ MASS = np.logspace(8.0, 15.0, 15)
 Z = np.linspace(0.0, 4.0, 5)
 
 
-def colossus_cosmology(cosmo, **kwargs):
-    """The same cosmology in colossus, made current, with no files written (persistence '')."""
-    params = dict(
-        flat=True,
-        H0=100.0 * cosmo.h,
-        Om0=float(cosmo.Omega_m),
-        Ob0=cosmo.Omega_b,
-        sigma8=cosmo.sigma8,
-        ns=cosmo.n_s,
-        Tcmb0=cosmo.T_cmb,
-        Neff=cosmo.N_eff,
-        relspecies=cosmo.include_radiation,
-        persistence="",
-    )
-    params.update(kwargs)
-    ref = ccosmo.Cosmology(name="fmt-test", **params)
-    ccosmo.setCurrent(ref)
-    return ref
-
-
 def colossus_c200c(mass, redshifts):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -88,7 +67,7 @@ def conc():
 
 
 @pytest.fixture(scope="module", params=list(COSMOLOGIES))
-def reference(request):
+def reference(request, colossus_cosmology):
     """colossus without interpolation tables and sigma integrals at epsrel 1e-6 (default 3e-3,
     whose noise alone moves c by up to 7e-4), plus its sigma values for the scipy reference."""
     cosmo = COSMOLOGIES[request.param]
@@ -111,7 +90,7 @@ def test_colossus_convention_matches_colossus(reference, conc):
 
 
 @pytest.mark.parametrize("name", COSMOLOGIES)
-def test_colossus_convention_matches_colossus_default_tables(name, conc):
+def test_colossus_convention_matches_colossus_default_tables(name, conc, colossus_cosmology):
     cosmo = COSMOLOGIES[name]
     colossus_cosmology(cosmo)
     ref = colossus_c200c(MASS, Z)
@@ -121,7 +100,7 @@ def test_colossus_convention_matches_colossus_default_tables(name, conc):
     np.testing.assert_allclose(exact, ref, rtol=EXACT_VS_COLOSSUS_RTOL)
 
 
-def test_colossus_growth_factor_equals_colossus():
+def test_colossus_growth_factor_equals_colossus(colossus_cosmology):
     cosmo = COSMOLOGIES["planck18"]
     ref = colossus_cosmology(cosmo, interpolation=False)
     z = np.array([0.0, 0.5, 2.0, 4.9, 5.0, 7.0, 12.0, 19.9, 20.0, 50.0, 200.0])
@@ -288,7 +267,7 @@ def test_bad_input_raises_naming_the_argument():
 # -- NFW helpers ------------------------------------------------------------------------------
 
 
-def test_nfw_helpers_match_colossus():
+def test_nfw_helpers_match_colossus(colossus_cosmology):
     cosmo = COSMOLOGIES["planck18"]
     colossus_cosmology(cosmo)
     r_kpc = np.logspace(-1, 3, 9)

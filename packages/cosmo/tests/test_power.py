@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import jax_cosmo
 import numpy as np
 import pytest
-from colossus.cosmology import cosmology as ccosmo
 from colossus.cosmology import power_spectrum as cps
 from colossus.lss import peaks
 from jax_cosmo.transfer import Eisenstein_Hu
@@ -51,26 +50,6 @@ COSMOLOGIES = {
 TRANSFERS = {"eisenstein_hu": "eisenstein98", "eisenstein_hu_nowiggle": "eisenstein98_zb"}
 
 
-def colossus_cosmology(cosmo, **kwargs):
-    """The same cosmology in colossus, made current, with no files written (persistence '')."""
-    params = dict(
-        flat=True,
-        H0=100.0 * cosmo.h,
-        Om0=float(cosmo.Omega_m),
-        Ob0=cosmo.Omega_b,
-        sigma8=cosmo.sigma8,
-        ns=cosmo.n_s,
-        Tcmb0=cosmo.T_cmb,
-        Neff=cosmo.N_eff,
-        relspecies=cosmo.include_radiation,
-        persistence="",
-    )
-    params.update(kwargs)
-    ref = ccosmo.Cosmology(name="fmt-test", **params)
-    ccosmo.setCurrent(ref)
-    return ref
-
-
 @pytest.fixture(scope="module")
 def power_fn():
     return jax.jit(pw.linear_power, static_argnames="transfer")
@@ -100,7 +79,7 @@ def test_transfer_functions_equal_colossus(name, transfer):
 
 @pytest.mark.parametrize("transfer", TRANSFERS)
 @pytest.mark.parametrize("name", COSMOLOGIES)
-def test_linear_power_matches_colossus(name, transfer, power_fn):
+def test_linear_power_matches_colossus(name, transfer, power_fn, colossus_cosmology):
     cosmo = COSMOLOGIES[name]
     model = TRANSFERS[transfer]
     ours = power_fn(cosmo, K, transfer=transfer)
@@ -117,7 +96,7 @@ def test_linear_power_matches_colossus(name, transfer, power_fn):
     np.testing.assert_allclose(ours, ref_exact, rtol=COLOSSUS_EXACT_PK_RTOL)
 
 
-def test_linear_power_without_radiation_matches_colossus_at_high_z(power_fn):
+def test_linear_power_without_radiation_matches_colossus_at_high_z(power_fn, colossus_cosmology):
     """Without radiation the growth factors agree (1e-9), so P(k, z) does at any z."""
     cosmo = fc.Planck18(include_radiation=False)
     ref = colossus_cosmology(cosmo)
@@ -127,7 +106,7 @@ def test_linear_power_without_radiation_matches_colossus_at_high_z(power_fn):
 
 
 @pytest.mark.parametrize("name", COSMOLOGIES)
-def test_sigma_matches_colossus(name, sigma_fn):
+def test_sigma_matches_colossus(name, sigma_fn, colossus_cosmology):
     """Against colossus' direct quadrature (interpolation=False, epsrel 1e-6).
 
     colossus' default sigma(R) reads an 18-bin spline table that is itself off by up to
@@ -177,7 +156,7 @@ def test_sigma8_normalisation(transfer, sigma_fn):
         )
 
 
-def test_peak_height_matches_colossus():
+def test_peak_height_matches_colossus(colossus_cosmology):
     cosmo = COSMOLOGIES["planck18"]
     mass = np.logspace(8, 15, 15)
     colossus_cosmology(cosmo, interpolation=False)
