@@ -18,7 +18,7 @@ from jaxtyping import Array, Float
 
 from .binning import bin_index, check_edges, half_weights, segment_sums
 from .layout import check_box_size
-from .power import evaluate_nonzero
+from .power import evaluate_nonzero, sqrt_nonzero
 from .spectra import BinnedSpectrum
 
 __all__ = ["angular_power_spectrum", "flat_sky_gaussian_map", "flat_sky_lognormal_map"]
@@ -69,7 +69,7 @@ def flat_sky_gaussian_map(
     shape = tuple(white_noise.shape)
     ell = _ell_grid(shape, size, jnp.result_type(white_noise))
     pixel_area = size[0] * size[1] / (shape[0] * shape[1])
-    amplitude = jnp.sqrt(evaluate_nonzero(cl, ell) / pixel_area)
+    amplitude = sqrt_nonzero(evaluate_nonzero(cl, ell) / pixel_area)
     return jnp.fft.irfft2(jnp.fft.rfft2(white_noise) * amplitude, s=shape)
 
 

@@ -18,7 +18,7 @@ from .binning import half_weights
 from .fft import fft3d, ifft3d
 from .geometry import BoxSize, wavenumber
 from .layout import check_box_size, check_mesh_shape, sharding_of
-from .power import evaluate_nonzero, power_function
+from .power import evaluate_nonzero, power_function, sqrt_nonzero
 
 __all__ = ["linear_field", "lognormal_field", "mesh_variance"]
 
@@ -68,7 +68,7 @@ def linear_field(
     _check_noise(white_noise)
     box, pk = _power_on_grid(white_noise, power, box_size, scale_factor)
     cell_volume = float(np.prod(box)) / float(np.prod(white_noise.shape))
-    amplitude = jnp.sqrt(pk / cell_volume)
+    amplitude = sqrt_nonzero(pk / cell_volume)
     return ifft3d(fft3d(white_noise) * amplitude, mesh_shape=white_noise.shape)
 
 

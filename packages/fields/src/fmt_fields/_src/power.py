@@ -29,3 +29,14 @@ def evaluate_nonzero(fn: Callable, k: Any) -> Any:
     """fn(k) where k > 0 and 0 at k = 0, without evaluating fn at 0 (no NaN gradients)."""
     positive = k > 0
     return jnp.where(positive, fn(jnp.where(positive, k, 1.0)), 0.0)
+
+
+def sqrt_nonzero(x: Any) -> Any:
+    """sqrt(x) where x > 0 and 0 elsewhere, with finite derivatives of every order.
+
+    `jnp.sqrt` has an infinite derivative at 0: a forward-mode tangent of exactly zero there
+    (the k = 0 mode of a power spectrum) becomes 0 · inf = NaN and spreads through the FFT
+    to every cell. Reverse mode hides it only because the cotangent is masked afterwards.
+    """
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
