@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "save_tree",
     "sharding_from_record",
     "sharding_record",
+    "sync_processes",
 ]
 
 MANIFEST = "manifest.json"
@@ -46,9 +48,24 @@ def _is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def sync_processes(tag: str) -> None:
+    """Wait until every process gets here (multi-process runs only; `tag` names the point).
+
+    Files are written by process 0 alone; the others wait here before reading them. Every
+    process must call this at the same points in the same order.
+    """
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"fmt_infer:{tag}")
+
+
 def write_json_atomic(path: pathlib.Path, content: Any) -> None:
-    """Write JSON to a temporary file, fsync it, then rename it over `path` (atomic)."""
+    """Write JSON to a temporary file, fsync it, then rename it over `path` (atomic).
+
+    Process 0 writes; in a multi-process run every process calls this and returns once the
+    file is in place.
+    """
     if not _is_main_process():
+        sync_processes(f"json:{path.name}")
         return
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
@@ -61,6 +78,7 @@ def write_json_atomic(path: pathlib.Path, content: Any) -> None:
         os.fsync(fd)  # make the rename itself durable
     finally:
         os.close(fd)
+    sync_processes(f"json:{path.name}")
 
 
 def read_json(path: pathlib.Path) -> Any:
@@ -119,17 +137,35 @@ def _leaf_name(i: int) -> str:
     return f"leaf_{i:05d}"
 
 
+def _global_array(array: jax.Array) -> jax.Array:
+    """In a multi-process run, a process-local array as one replicated over every device.
+
+    Orbax saves only global arrays there. Small leaves such as RNG keys live on one local
+    device of each process, with the same value on every process (all run the same
+    program); they are stored, and restored, replicated on all devices.
+    """
+    if jax.process_count() == 1 or not array.is_fully_addressable:
+        return array
+    value = np.asarray(array)
+    mesh = Mesh(np.array(jax.devices()), ("processes",))
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
 def save_tree(directory: pathlib.Path, tree: Any) -> dict[str, Any]:
     """Save a pytree of arrays with orbax (atomic per directory); return its record.
 
     Leaves are stored under positional names, so any pytree node type round-trips when the
     caller supplies the tree structure again at restore time. The record (names, shapes,
-    dtypes, shardings, and the keys of a flat dict) must be stored by the caller.
+    dtypes, shardings, and the keys of a flat dict) must be stored by the caller. In a
+    multi-process run every process calls this with the same tree (orbax writes each
+    process's shards).
     """
     with_path, _ = jax.tree_util.tree_flatten_with_path(tree)
     flat, leaves = {}, []
     for i, (key_path, leaf) in enumerate(with_path):
         array = leaf if isinstance(leaf, jax.Array) else jax.numpy.asarray(leaf)
+        array = _global_array(array)
         flat[_leaf_name(i)] = array
         leaves.append(
             {
@@ -139,8 +175,9 @@ def save_tree(directory: pathlib.Path, tree: Any) -> dict[str, Any]:
                 "sharding": sharding_record(array.sharding),
             }
         )
-    if directory.exists():
+    if _is_main_process() and directory.exists():
         shutil.rmtree(directory)
+    sync_processes(f"save:{directory.parent.name}/{directory.name}")
     with ocp.PyTreeCheckpointer() as checkpointer:
         checkpointer.save(directory.absolute(), args=ocp.args.PyTreeSave(flat))
     keys = list(tree) if isinstance(tree, dict) else None
@@ -216,10 +253,12 @@ class RunDirectory:
         return read_json(self.path / RUN_INFO)
 
     def create(self, run_info: dict[str, Any]) -> None:
+        # Looked at before anything is written, so that every process decides alike.
+        has_manifest = (self.path / MANIFEST).exists()
         if _is_main_process():
             self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path / RUN_INFO, {"format": _FORMAT, **run_info})
-        if not (self.path / MANIFEST).exists():
+        if not has_manifest:
             write_json_atomic(self.path / MANIFEST, {"warmup": False, "batches": 0})
 
     def manifest(self) -> dict[str, Any]:
@@ -235,9 +274,16 @@ class RunDirectory:
         return f"batch_{index:05d}"
 
     def remove_uncommitted(self) -> None:
-        """Delete checkpoints the manifest does not vouch for (debris of a killed run)."""
-        if not _is_main_process() or not self.path.exists():
-            return
+        """Delete checkpoints the manifest does not vouch for (debris of a killed run).
+
+        Process 0 deletes; in a multi-process run all processes call this and return when
+        it is done.
+        """
+        if _is_main_process() and self.path.exists():
+            self._remove_uncommitted()
+        sync_processes("remove_uncommitted")
+
+    def _remove_uncommitted(self) -> None:
         manifest = self.manifest()
         keep = {self.batch_name(b) for b in range(manifest["batches"])}
         if manifest["warmup"]:

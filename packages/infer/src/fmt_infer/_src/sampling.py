@@ -21,12 +21,13 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 from numpyro.infer import init_to_uniform, init_to_value
 from numpyro.infer.util import initialize_model
 from tqdm.auto import tqdm
 
-from .checkpoint import RunDirectory
+from .checkpoint import RunDirectory, sync_processes
 from .kernels import BACKENDS, SAMPLERS, NumPyroKernel, SamplerOptions, make_kernel
 
 __all__ = ["SamplingResult", "batched_sampling", "load_sample_stats", "load_samples"]
@@ -115,13 +116,26 @@ def _source_digest(fn: Any) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+def _host_value(x: Any) -> np.ndarray:
+    """The whole value of an array on this host, also when it spans several processes.
+
+    A global array of a multi-process run (`jax.distributed`) has shards this process
+    cannot read; every process gathers the same full value (a collective: all processes
+    call this in the same order, as they run the same program), so the fingerprint is the
+    same on every process and equal to a single-process run's.
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
 def _digest(tree: Any) -> str:
     h = hashlib.sha256()
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     h.update(str(treedef).encode())
     for leaf in leaves:
         if isinstance(leaf, jax.Array | np.ndarray | np.generic):
-            a = np.asarray(leaf)
+            a = _host_value(leaf)
             h.update(f"{a.dtype}{a.shape}".encode())
             h.update(np.ascontiguousarray(a).tobytes())
         elif callable(leaf):
@@ -469,6 +483,8 @@ def batched_sampling(
     run = RunDirectory(path) if save else None
     committed = {"warmup": False, "batches": 0}
     if run is not None:
+        # Multi-process runs: every process must see the directory in the same state.
+        sync_processes("start")
         if run.exists():
             stored = run.run_info()
             differ = _fingerprint_diff(stored, fingerprint)
