@@ -104,6 +104,7 @@ def tests(session: nox.Session) -> None:
         _pytest(session, "integration_tests", env=_jax_env(1))
     for devices in (2, 8):
         _multidevice_runs(session, devices)
+    _multiprocess_run(session)
 
 
 def _test_dir(name: str) -> str:
@@ -155,6 +156,22 @@ def multidevice(session: nox.Session, devices: int) -> None:
     _install_workspace(session, list(PACKAGES), extras="[test]")
     session.install(*PYTEST_PLUGINS)
     _multidevice_runs(session, devices)
+
+
+MULTIPROCESS_CHECK = "integration_tests/multiprocess/check_multiprocess.py"
+
+
+def _multiprocess_run(session: nox.Session) -> None:
+    # Named by path: the file is not a test_*.py, so the device-count runs skip it.
+    session.log("2 processes x 2 fake CPU devices (jax.distributed) against 1 process x 4")
+    session.run("python", "-m", "pytest", MULTIPROCESS_CHECK, *session.posargs, env=_jax_env())
+
+
+@nox.session
+def multiprocess(session: nox.Session) -> None:
+    """Forward model and resumed sampling on 2 local processes joined by jax.distributed."""
+    _install_workspace(session, list(PACKAGES), extras="[test]")
+    _multiprocess_run(session)
 
 
 @nox.session
