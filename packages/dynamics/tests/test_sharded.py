@@ -70,8 +70,16 @@ def _everything(cosmo, table):
         def loss(d):
             return jnp.sum(pm_forces(d, compensate=True) * cot) + jnp.sum(cic_paint(d) * mesh)
 
+        def loss_cic(d, w, method):
+            read = cic_read(jnp.stack([mesh, delta, mesh * delta], -1), d, method=method)
+            return jnp.sum(read * cot) + jnp.sum(cic_paint(d, weights=w, method=method) * mesh)
+
         lpt_disp, lpt_mom = lpt(cosmo, delta, 0.5, order=2, table=table)
-        return {
+        grads = {}
+        for m in ("reference", "fused"):
+            g_disp, g_w = jax.grad(loss_cic, argnums=(0, 1))(disp, weights, m)
+            grads |= {f"grad_cic_{m}_disp": g_disp, f"grad_cic_{m}_weights": g_w}
+        return grads | {
             "paint": cic_paint(disp, weights=weights),
             "paint_compensated": cic_paint(disp, compensate=True),
             "read": cic_read(mesh, disp),

@@ -23,9 +23,11 @@ from ._src.lpt import lpt as lpt
 from ._src.lpt import lpt_displacements as lpt_displacements
 from ._src.nbody import NBodyResult as NBodyResult
 from ._src.nbody import nbody as nbody
+from ._src.painting import CIC_METHODS as CIC_METHODS
 from ._src.painting import DEFAULT_HALO as DEFAULT_HALO
 from ._src.painting import cic_paint as cic_paint
 from ._src.painting import cic_read as cic_read
+from ._src.painting import default_cic_method as default_cic_method
 from ._src.particles import density_from_displacement as density_from_displacement
 from ._src.particles import lattice_sites as lattice_sites
 from ._src.particles import positions as positions
@@ -44,6 +46,7 @@ except _PackageNotFoundError:  # imported straight from src/ (no install), e.g. 
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "CIC_METHODS",
     "DEFAULT_HALO",
     "AbstractAdjoint",
     "AbstractSolver",
@@ -62,6 +65,7 @@ __all__ = [
     "__version__",
     "cic_paint",
     "cic_read",
+    "default_cic_method",
     "density_from_displacement",
     "force_mesh",
     "lattice_sites",
