@@ -21,6 +21,14 @@ from ._src.patches import PatchLayout as PatchLayout
 from ._src.patches import kmeans_patches as kmeans_patches
 from ._src.patches import nside_of as nside_of
 from ._src.patches import patch_ids_from_nside as patch_ids_from_nside
+from ._src.recipes import CompSepResult as CompSepResult
+from ._src.recipes import ILCResult as ILCResult
+from ._src.recipes import adaptive_comp_sep as adaptive_comp_sep
+from ._src.recipes import basic_comp_sep as basic_comp_sep
+from ._src.recipes import harmonic_ilc as harmonic_ilc
+from ._src.recipes import ilc as ilc
+from ._src.recipes import multi_res_comp_sep as multi_res_comp_sep
+from ._src.recipes import weighted_comp_sep as weighted_comp_sep
 from ._src.sed import CMB as CMB
 from ._src.sed import H_OVER_K as H_OVER_K
 from ._src.sed import T_CMB as T_CMB
@@ -44,10 +52,12 @@ __all__ = [
     "H_OVER_K",
     "T_CMB",
     "Bandpasses",
+    "CompSepResult",
     "Component",
     "Dust",
     "FitResult",
     "FreeFree",
+    "ILCResult",
     "MixingMatrix",
     "ModifiedBlackBody",
     "PatchLayout",
@@ -56,12 +66,18 @@ __all__ = [
     "Synchrotron",
     "ThermalSZ",
     "__version__",
+    "adaptive_comp_sep",
+    "basic_comp_sep",
     "fit",
     "fit_multistart",
+    "harmonic_ilc",
+    "ilc",
     "k_rj_to_k_cmb",
     "kmeans_patches",
     "minimize_newton",
+    "multi_res_comp_sep",
     "noise_std_from_depth",
     "nside_of",
     "patch_ids_from_nside",
+    "weighted_comp_sep",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import healpy as hp
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .mixing import MixingMatrix, _n_freq, as_frequencies
 from .patches import PatchLayout, _nside_or_size
@@ -150,6 +151,8 @@ class SpectralLikelihood:
             raise ValueError(
                 f"{mixing.n_comp} components cannot be separated with {n_freq} frequencies"
             )
+        if _is_concrete(noise_std) and not np.all(np.asarray(noise_std) > 0):
+            raise ValueError(f"noise_std must be positive, got min {np.min(noise_std)}")
         noise = jnp.asarray(noise_std, dtype=float)
         if noise.ndim == 1:
             noise = noise[:, None, None]
@@ -161,8 +164,6 @@ class SpectralLikelihood:
             raise ValueError(
                 f"noise_std of shape {noise.shape} does not broadcast to data {data.shape}"
             )
-        if _is_concrete(noise) and not bool(jnp.all(noise > 0)):
-            raise ValueError(f"noise_std must be positive, got min {float(jnp.min(noise))}")
         shared = noise.shape[-1] == 1
         if use_moments is None:
             use_moments = shared
@@ -175,12 +176,20 @@ class SpectralLikelihood:
         if use_moments:
             inv = jnp.transpose(inv[..., 0], (1, 0))  # (S', F)
             dw = d * inv[None]
-            outer = jnp.einsum("psi,psj->psij", dw, dw)
-            if inv.shape[0] == 1:
-                outer = outer.sum(axis=1, keepdims=True)
-            self.moments = jax.ops.segment_sum(
-                outer, jnp.asarray(layout.group_of_pixel), num_segments=layout.n_group
-            )
+            if layout.n_group == 1:
+                # one group: a single (F, P·S) x (P·S, F) product, no per-pixel outer products
+                if inv.shape[0] == 1:
+                    flat = dw.reshape(-1, dw.shape[-1])
+                    self.moments = (flat.T @ flat)[None, None]
+                else:
+                    self.moments = jnp.einsum("psi,psj->sij", dw, dw)[None]
+            else:
+                outer = jnp.einsum("psi,psj->psij", dw, dw)
+                if inv.shape[0] == 1:
+                    outer = outer.sum(axis=1, keepdims=True)
+                self.moments = jax.ops.segment_sum(
+                    outer, jnp.asarray(layout.group_of_pixel), num_segments=layout.n_group
+                )
         else:
             inv = jnp.transpose(jnp.broadcast_to(inv, data.shape)[..., layout.pixels], (2, 1, 0))
             dw = d * inv

@@ -84,8 +84,8 @@ def as_frequencies(freqs):
     arr = jnp.asarray(freqs, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"freqs must be a 1-d array of frequencies in GHz, got shape {arr.shape}")
-    if not isinstance(arr, jax.core.Tracer) and not bool(jnp.all(arr > 0)):
-        raise ValueError(f"freqs must be positive (GHz), got {np.asarray(arr)}")
+    if not isinstance(freqs, jax.core.Tracer) and not np.all(np.asarray(freqs) > 0):
+        raise ValueError(f"freqs must be positive (GHz), got {np.asarray(freqs)}")
     return arr
 
 
@@ -120,6 +120,12 @@ class MixingMatrix:
         self.comp_of_param = tuple(i for i, c in enumerate(components) for _ in c.free_params)
         starts = np.cumsum([0] + [c.n_param for c in components])
         self._slices = tuple(slice(int(a), int(b)) for a, b in itertools.pairwise(starts))
+
+    def __eq__(self, other):
+        return isinstance(other, MixingMatrix) and self.components == other.components
+
+    def __hash__(self):
+        return hash(self.components)
 
     @property
     def n_param(self) -> int:

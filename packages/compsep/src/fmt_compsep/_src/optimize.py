@@ -40,12 +40,9 @@ class FitResult(NamedTuple):
 class _State(NamedTuple):
     x: jax.Array
     f: jax.Array
-    g: jax.Array
-    h: jax.Array
-    step: jax.Array
     dec: jax.Array
     k: jax.Array
-    stalled: jax.Array
+    done: jax.Array
 
 
 def minimize_newton(fun, x0, *, lower=None, upper=None, tol=1e-9, max_steps=100, f_scale=None):
@@ -61,20 +58,20 @@ def minimize_newton(fun, x0, *, lower=None, upper=None, tol=1e-9, max_steps=100,
             an accepted step may appear to increase `fun`); default |fun(x0)|.
 
     Returns:
-        `(x, f, decrement, n_steps, converged)`.
+        `(x, f, decrement, n_steps, converged)`; the decrement is evaluated at `x`.
     """
     x0 = jnp.asarray(x0, dtype=float)
     lo = jnp.full_like(x0, -jnp.inf) if lower is None else jnp.broadcast_to(lower, x0.shape)
     hi = jnp.full_like(x0, jnp.inf) if upper is None else jnp.broadcast_to(upper, x0.shape)
     x0 = jnp.clip(x0, lo, hi)
-    vg = jax.value_and_grad(fun)
-    hess = jax.hessian(fun)
-    f0, g0 = vg(x0)
+    f0 = fun(x0)
     scale = jnp.abs(f0) if f_scale is None else f_scale
     # An accepted step may look worse by the rounding level of |f|.
     floor = 64 * jnp.finfo(x0.dtype).eps * scale + 1e-300
 
-    def direction(x, g, h):
+    def direction(x):
+        g = jax.grad(fun)(x)
+        h = jax.hessian(fun)(x)
         active = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
         g_free = jnp.where(active, 0.0, g)
         both = active[:, None] | active[None, :]
@@ -86,15 +83,18 @@ def minimize_newton(fun, x0, *, lower=None, upper=None, tol=1e-9, max_steps=100,
         return step, -jnp.dot(g_free, step) / 2
 
     def cond(s: _State):
-        return (s.k < max_steps) & (s.dec >= tol) & ~s.stalled & jnp.isfinite(s.f)
+        return ~s.done
 
     def body(s: _State):
-        step, dec = s.step, s.dec
+        # One gradient + Hessian per iteration (a single copy in the compiled loop): the
+        # decrement at the current x decides convergence before any step is taken.
+        step, dec = direction(s.x)
+        small = (dec < tol) | ~jnp.isfinite(dec)
 
         def ls_cond(c):
             t, f_new, i = c
             ok = f_new <= s.f - 1e-4 * t * 2 * dec + floor
-            return ~ok & (i < 40)
+            return ~ok & (i < 40) & ~small
 
         def ls_body(c):
             t, _, i = c
@@ -105,18 +105,17 @@ def minimize_newton(fun, x0, *, lower=None, upper=None, tol=1e-9, max_steps=100,
         f1 = jnp.where(jnp.isfinite(f1), f1, jnp.inf)
         t, f_new, i = jax.lax.while_loop(ls_cond, ls_body, (jnp.asarray(1.0), f1, 0))
         stalled = i >= 40
-        x_new = jnp.where(stalled, s.x, jnp.clip(s.x + t * step, lo, hi))
-        f_new = jnp.where(stalled, s.f, f_new)
-        g_new = jax.grad(fun)(x_new)
-        h_new = hess(x_new)
-        step_new, dec_new = direction(x_new, g_new, h_new)
-        return _State(x_new, f_new, g_new, h_new, step_new, dec_new, s.k + 1, stalled)
+        move = ~small & ~stalled
+        x_new = jnp.where(move, jnp.clip(s.x + t * step, lo, hi), s.x)
+        f_new = jnp.where(move, f_new, s.f)
+        k = s.k + move.astype(s.k.dtype)
+        done = small | stalled | (k >= max_steps)
+        return _State(x_new, f_new, dec, k, done)
 
-    h0 = hess(x0)
-    d0, dec0 = direction(x0, g0, h0)
-    init = _State(x0, f0, g0, h0, d0, dec0, jnp.asarray(0), jnp.asarray(False))
+    init = _State(x0, f0, jnp.asarray(jnp.inf), jnp.asarray(0), jnp.asarray(False))
     out = jax.lax.while_loop(cond, body, init)
-    converged = (out.dec < tol) & jnp.isfinite(out.f)
+    # when max_steps ends the loop right after a step, `dec` belongs to the previous x
+    converged = (out.dec < tol) & jnp.isfinite(out.f) & (out.k < max_steps)
     return out.x, out.f, out.dec, out.k, converged
 
 

@@ -171,6 +171,22 @@ class PatchLayout:
         self.group_x_index = (groups + self.offsets[:-1][None, :]).astype(np.int32)
         self.x_param = np.repeat(np.arange(n_param), sizes)
 
+    def _key(self):
+        return (
+            self.npix,
+            self.n_x,
+            self.pixels.tobytes(),
+            self.group_of_pixel.tobytes(),
+            self.group_x_index.tobytes(),
+        )
+
+    def __eq__(self, other):
+        # Equal layouts (same patches and mask) share jitted compilations.
+        return isinstance(other, PatchLayout) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
     def beta_of_groups(self, x):
         """`(n_group, n_param)` parameter values of each group from the flat vector `x`."""
         return jnp.asarray(x)[..., self.group_x_index]

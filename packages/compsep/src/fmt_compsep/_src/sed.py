@@ -88,6 +88,20 @@ class Component:
         self.free_params = tuple(p for p in param_names if p not in self.fixed)
         self.defaults = tuple(float(defaults[p]) for p in self.free_params)
         self.name = name or type(self).__name__
+        self._config: tuple = ()
+
+    def _key(self):
+        # Components built with the same class and settings are equal, so that jitted
+        # functions closing over equal mixing matrices share their compilation.
+        if type(self) is Component:
+            return (id(self._sed),)
+        return (type(self).__name__, self.name, tuple(sorted(self.fixed.items())), self._config)
+
+    def __eq__(self, other):
+        return isinstance(other, Component) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
 
     @property
     def n_param(self) -> int:
@@ -133,6 +147,7 @@ class CMB(Component):
 
     def __init__(self, units: str = "K_CMB"):
         super().__init__(_cmb_sed(units), (), {}, name="CMB")
+        self._config = (units,)
 
 
 class Dust(Component):
@@ -162,6 +177,7 @@ class Dust(Component):
 
         super().__init__(sed, ("beta_d", "temp"), {"beta_d": 1.54, "temp": 20.0}, fixed)
         self.nu0 = nu0
+        self._config = (units, nu0)
 
 
 ModifiedBlackBody = Dust
@@ -208,6 +224,7 @@ class Synchrotron(Component):
             fixed,
         )
         self.nu0 = nu0
+        self._config = (units, nu0)
 
 
 PowerLaw = Synchrotron
@@ -239,6 +256,7 @@ class FreeFree(Component):
             return out * k_rj_to_k_cmb(nu) if is_cmb else out
 
         super().__init__(sed, ("logEM", "Te"), {"logEM": 0.0, "Te": 7000.0}, fixed)
+        self._config = (units,)
 
 
 class ThermalSZ(Component):
@@ -260,3 +278,4 @@ class ThermalSZ(Component):
             return out if is_cmb else out / k_rj_to_k_cmb(nu)
 
         super().__init__(sed, (), {}, name="ThermalSZ")
+        self._config = (units,)
