@@ -30,9 +30,10 @@ class Configuration:
     """Everything the full-field model needs (frozen; hashable settings).
 
     Attributes:
-        box_shape, box_size, max_redshift, geometry, field_size, field_npix,
-        density_plane_width, density_plane_npix, nside, observer, n_steps, a_init,
-        lpt_order, solver, adjoint: as for `make_full_field_model`.
+        box_shape: as for `make_full_field_model`, and so are `box_size`,
+            `max_redshift`, `geometry`, `field_size`, `field_npix`, `density_plane_width`,
+            `density_plane_npix`, `nside`, `observer`, `n_steps`, `a_init`, `lpt_order`,
+            `solver` and `adjoint`.
         nz: one n(z) or a tuple of them (tomographic bins).
         sigma_e: intrinsic ellipticity dispersion per component.
         n_gal: galaxies per arcmin² per bin.
