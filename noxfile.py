@@ -219,6 +219,15 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
+def tutorials(session: nox.Session) -> None:
+    """The code of docs/tutorials/*.md runs as written (minutes of compiling: not in tests)."""
+    _install_workspace(session, list(PACKAGES), extras="[test]")
+    session.install("matplotlib>=3.8")
+    check = "integration_tests/docs_tutorials_check.py"
+    session.run("python", "-m", "pytest", check, *session.posargs, env=_jax_env())
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The README's main job: the largest pipeline that exists, on CPU, results in output/."""
     _install_workspace(session, list(PACKAGES), extras="[test]")
