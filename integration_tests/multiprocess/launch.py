@@ -104,15 +104,20 @@ class ProcessGroup:
         deadline = self.start_time + timeout
         failure = None
         try:
-            for rank, proc in enumerate(self.procs):
-                try:
-                    code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    failure = f"process {rank} still running after {timeout:.0f} s"
+            # Poll all: when one process fails the others wait for it at their next
+            # collective, so stop at the first failure instead of waiting for them.
+            while True:
+                codes = [proc.poll() for proc in self.procs]
+                failed = [(rank, c) for rank, c in enumerate(codes) if c not in (None, 0)]
+                if failed:
+                    failure = f"process {failed[0][0]} exited with status {failed[0][1]}"
                     break
-                if code != 0:
-                    failure = f"process {rank} exited with status {code}"
-                    break  # the others would wait for it at their next collective
+                if all(c == 0 for c in codes):
+                    break
+                if time.monotonic() > deadline:
+                    failure = f"processes still running after {timeout:.0f} s"
+                    break
+                time.sleep(0.2)
         finally:
             for proc in self.procs:
                 if proc.poll() is None:
