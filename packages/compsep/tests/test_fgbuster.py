@@ -23,18 +23,21 @@ GRAD_RTOL = 1e-8  # relative to the largest gradient component at that point
 SIGMA_RTOL = 1e-6
 CMB_ATOL = 1e-10  # µK
 BESTFIT_SIGMAS = 1e-3
+NOISELESS_RTOL = 1e-6
+FIT = jax.jit(fc.fit)  # one compilation per layout, shared by the tests of this module
 
 
 def _mixing():
     return fc.MixingMatrix([fc.CMB(), fc.Dust(sim.DUST_NU0), fc.Synchrotron(sim.SYNC_NU0)])
 
 
-def _observation(beta_pixels):
+def _observation(beta_pixels, *, noise=True):
     mm = _mixing()
     amps = sim.sky_amplitudes(NSIDE, seed=0)
     std = sim.noise_std_from_depth(sim.DEPTH_P, NSIDE)
     a = np.asarray(mm.evaluate(jnp.asarray(sim.FREQUENCIES), jnp.asarray(beta_pixels)))
-    return sim.observe(a.reshape(-1, *a.shape[-2:]), amps) + sim.noise_maps(NSIDE, std, seed=1), std
+    signal = sim.observe(a.reshape(-1, *a.shape[-2:]), amps)
+    return (signal + sim.noise_maps(NSIDE, std, seed=1) if noise else signal), std
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,11 @@ def problems():
     )
     data_p, _ = _observation(beta_pix)
     layout = fc.PatchLayout(3, ids.size, [ids, None, None])
+    clean, _ = _observation(sim.TRUE_BETA[None], noise=False)
+    clean_p, _ = _observation(beta_pix, noise=False)
     return {
+        "global_noiseless": fc.SpectralLikelihood(mm, sim.FREQUENCIES, clean, std),
+        "patch_noiseless": fc.SpectralLikelihood(mm, sim.FREQUENCIES, clean_p, std, layout=layout),
         "global": fc.SpectralLikelihood(mm, sim.FREQUENCIES, data, std),
         "patch": fc.SpectralLikelihood(mm, sim.FREQUENCIES, data_p, std, layout=layout),
         "patch_pixels": fc.SpectralLikelihood(
@@ -90,8 +97,18 @@ def test_logL_gradient_sigma_cmb_match_fgbuster(problems, algebra, case):
 @pytest.mark.parametrize("case", ["global", "patch"])
 def test_best_fit_is_the_true_optimum(problems, case):
     like = problems[case]
-    res = jax.jit(fc.fit)(like)
+    res = FIT(like, like.x0())
     assert bool(res.converged), f"decrement {res.decrement} after {res.n_steps} steps"
     err = (np.asarray(res.x) - REF[f"{case}_x_opt"]) / np.sqrt(np.diag(REF[f"{case}_sigma_opt"]))
     assert np.abs(err).max() < BESTFIT_SIGMAS, err
     np.testing.assert_allclose(res.log_likelihood, REF[f"{case}_logL_opt"], rtol=LOGL_RTOL)
+
+
+@pytest.mark.parametrize("case", ["global", "patch"])
+def test_noiseless_data_recover_the_input(problems, case):
+    """From a start several σ away, noiseless maps give back the input parameters."""
+    like = problems[f"{case}_noiseless"]
+    truth = np.r_[REF["patch_beta_d_true"], 20.0, -3.0] if case == "patch" else sim.TRUE_BETA
+    res = FIT(like, like.x0(jnp.array([1.3, 24.0, -2.6])))
+    assert bool(res.converged)
+    np.testing.assert_allclose(res.x, truth, rtol=NOISELESS_RTOL)
