@@ -16,6 +16,7 @@ from ._src.born import lensing_weights as lensing_weights
 from ._src.born import shell_weights as shell_weights
 from ._src.forward import make_full_field_model as make_full_field_model
 from ._src.limber import limber_cl as limber_cl
+from ._src.limber import shell_limber_cl as shell_limber_cl
 from ._src.nz import Delta as Delta
 from ._src.nz import Smail as Smail
 from ._src.nz import Tabulated as Tabulated
@@ -56,6 +57,7 @@ __all__ = [
     "pixel_area_arcmin2",
     "reconstruct_full_kappa",
     "shape_noise_sigma",
+    "shell_limber_cl",
     "shell_weights",
     "spherical_power_spectrum",
     "visibility_mask",

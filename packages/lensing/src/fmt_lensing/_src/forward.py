@@ -55,6 +55,8 @@ def make_full_field_model(
     density: str = "mean",
     interpolation: str = "bilinear",
     deconvolve: bool = False,
+    randomize_replicas: bool = True,
+    replica_seed: int = 0,
 ):
     """Build `forward_model(cosmo, nz, white_noise) -> (kappa_maps, lightcone, initial_field)`.
 
@@ -84,12 +86,19 @@ def make_full_field_model(
             Planck18).
         density: shell contrast convention of `born_convergence`.
         interpolation, deconvolve: flat plane sampling of `born_convergence`.
+        randomize_replicas: give every periodic copy of the box its own random
+            rotation/reflection and translation (`fmt_dynamics.LightconeSpec`), so that the
+            copies met along the line of sight are uncorrelated (default True: with the
+            plain periodic tiling, shells one box length apart repeat the same structures
+            and κ has excess power at low ℓ). No effect when the shells fit in the box.
+        replica_seed: seed of the default replica transforms; `forward_model(...,
+            replica_key=key)` draws them from `key` instead (one per realisation).
 
     Returns:
-        `forward_model(cosmo, nz, white_noise)` returning κ of shape (n_bins, field_npix,
-        field_npix) (flat) or (n_bins, n_visible) (spherical, visible pixels in increasing
-        RING order; `forward_model.mask` is the visibility mask), the `Lightcone` and the
-        linear density at a = 1. Attributes `spec`, `scale_factors`, `mask` (spherical)
+        `forward_model(cosmo, nz, white_noise, replica_key=None)` returning κ of shape
+        (n_bins, field_npix, field_npix) (flat) or (n_bins, n_visible) (spherical, visible
+        pixels in increasing RING order; `forward_model.mask` is the visibility mask), the
+        `Lightcone` and the linear density at a = 1. Attributes `spec`, `scale_factors`, `mask` (spherical)
         and `pixels` (spherical) are attached to the function.
 
     Raises:
@@ -133,6 +142,8 @@ def make_full_field_model(
             n_shells=n_shells,
             npix=npix,
             replicas=reps,
+            randomize_replicas=randomize_replicas,
+            replica_seed=replica_seed,
         )
         mask = pixels = None
     else:
@@ -160,6 +171,8 @@ def make_full_field_model(
             n_shells=n_shells,
             nside=nside,
             replicas=need,
+            randomize_replicas=randomize_replicas,
+            replica_seed=replica_seed,
         )
         mask = visibility_mask(
             nside, box_size=box, observer=obs, max_distance=chi_max, replicas=allowed
@@ -185,12 +198,14 @@ def make_full_field_model(
     pix_idx = None if pixels is None else jnp.asarray(pixels)
     mask_j = None if mask is None else jnp.asarray(mask)
 
-    def forward_model(cosmo, nz, white_noise):
+    def forward_model(cosmo, nz, white_noise, replica_key=None):
         if tuple(white_noise.shape) != mesh:
             raise ValueError(f"white_noise has shape {white_noise.shape}, expected {mesh}")
         field = linear_field(white_noise, cosmo, box)
         state = lpt(cosmo, field, steps[0], order=lpt_order)
-        planes, _ = lightcone(cosmo, state, steps, spec, solver=solver, adjoint=adjoint)
+        planes, _ = lightcone(
+            cosmo, state, steps, spec, solver=solver, adjoint=adjoint, replica_key=replica_key
+        )
         if geometry == "flat":
             kappa = born_convergence(
                 cosmo,
