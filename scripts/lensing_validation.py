@@ -373,9 +373,9 @@ def main():
     report(out)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        out["args"] = {
-            k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()
-        }
+        # the run's options, without output paths (they name the machine it ran on)
+        skip = ("json", "plot", "replot", "compare")
+        out["args"] = {k: v for k, v in vars(args).items() if k not in skip}
         args.json.write_text(json.dumps(out, indent=1))
     if args.do_plot:
         path = args.plot or ROOT / "docs" / "figures" / f"lensing_validation_{args.geometry}.png"
