@@ -98,8 +98,8 @@ def make_full_field_model(
         `forward_model(cosmo, nz, white_noise, replica_key=None)` returning κ of shape
         (n_bins, field_npix, field_npix) (flat) or (n_bins, n_visible) (spherical, visible
         pixels in increasing RING order; `forward_model.mask` is the visibility mask), the
-        `Lightcone` and the linear density at a = 1. Attributes `spec`, `scale_factors`, `mask` (spherical)
-        and `pixels` (spherical) are attached to the function.
+        `Lightcone` and the linear density at a = 1. Attributes `spec`, `scale_factors`,
+        `mask` (spherical) and `pixels` (spherical) are attached to the function.
 
     Raises:
         ValueError: naming the argument: unknown geometry, `nside` not a power of two,
