@@ -158,3 +158,16 @@ def test_bad_input_raises_value_error(call, match):
     data = np.zeros((9, 2, 12 * NSIDE**2))
     with pytest.raises(ValueError, match=match):
         call(_mixing(), data, std)
+
+
+def test_kmeans_patches_are_compact_clusters():
+    """Every pixel belongs to the cluster whose (normalised) centroid is nearest."""
+    nside, k = 4, 6
+    ids = fc.kmeans_patches(nside, k, key=jax.random.key(0))
+    assert ids.shape == (12 * nside**2,) and set(np.unique(ids)) == set(range(k))
+    vec = np.stack(hp.pix2vec(nside, np.arange(ids.size)), -1)
+    centres = np.stack([vec[ids == c].sum(0) for c in range(k)])
+    centres /= np.linalg.norm(centres, axis=-1, keepdims=True)
+    np.testing.assert_array_equal(np.argmax(vec @ centres.T, axis=-1), ids)
+    layout = fc.PatchLayout(3, ids.size, [ids, None, None])
+    assert layout.n_x == k + 2 and layout.n_group == k
