@@ -105,6 +105,7 @@ def tests(session: nox.Session) -> None:
     for devices in (2, 8):
         _multidevice_runs(session, devices)
     _multiprocess_run(session)
+    _notebooks_run(session)
 
 
 def _test_dir(name: str) -> str:
@@ -172,6 +173,30 @@ def multiprocess(session: nox.Session) -> None:
     """Forward model and resumed sampling on 2 local processes joined by jax.distributed."""
     _install_workspace(session, list(PACKAGES), extras="[test]")
     _multiprocess_run(session)
+
+
+NOTEBOOK_PLUGINS = ("nbmake>=1.5", "ipykernel>=6", "matplotlib>=3.8")
+# Each notebook must finish on a 2-core CPU in about 3 minutes; the timeout (per notebook)
+# leaves room for a cold compilation cache.
+NOTEBOOK_TIMEOUT_S = 600
+
+
+def _notebooks_run(session: nox.Session) -> None:
+    """Execute every notebook in notebooks/ top to bottom (nbmake); outputs are not saved."""
+    _install_workspace(session, ["lensing"], extras="[infer]")
+    session.install(*NOTEBOOK_PLUGINS)
+    session.log("notebooks/ executed with nbmake")
+    session.run(
+        "python", "-m", "pytest", "--nbmake", f"--nbmake-timeout={NOTEBOOK_TIMEOUT_S}",
+        "notebooks/", *session.posargs, env=_jax_env(),
+    )  # fmt: skip
+
+
+@nox.session
+def notebooks(session: nox.Session) -> None:
+    """The notebooks of notebooks/, run as a user would (workspace + lensing[infer])."""
+    _install_workspace(session, list(PACKAGES), extras="[test]")
+    _notebooks_run(session)
 
 
 @nox.session
