@@ -285,6 +285,52 @@ def test_particle_on_straight_line_is_painted_where_it_crosses(cosmo):
     np.testing.assert_allclose(diff, expected, atol=1e-9)
 
 
+# Linear shell assignment: between neighbouring momenta the crossing radius moves by
+# ~0.2 Mpc/h, ~1% of a 27.5 Mpc/h shell (bound: 5 times that).
+LINEAR_MAX_CHANGE = 0.05
+
+
+def test_linear_shell_assignment_is_continuous(cosmo):
+    """A particle with radial momentum t: its crossing radius sweeps over shell edges and
+    centres as t varies. "nearest" moves the whole particle from shell to shell (a jump of
+    1, zero gradient); "linear" shares it between the two nearest shell centres, so the
+    maps change continuously, have a gradient, and hold the same mass."""
+    n = 4
+    # shells 27.5 Mpc/h wide up to 110 Mpc/h, no replica: the particle at 48 Mpc/h from the
+    # observer sweeps over a shell centre (41.25) and an edge (55), never out of the cone
+    kw = dict(observer=(0.5, 0.5, 0.5 / n), max_distance=110.0, n_shells=4, replicas=0)
+    a = scale_factors(cosmo, 110.0, n_lc=3, a_start=0.5)
+    zero = jnp.zeros((n, n, n, 3))
+
+    def no_force(x, c):
+        return jnp.zeros_like(x)
+
+    def maps_of(mode):
+        spec = LightconeSpec("flat", BOX, (n, n, n), npix=n, shell_assignment=mode, **kw)
+
+        def maps(t):
+            p = zero.at[1, 2, 2].set(jnp.stack([0.0, 0.0, t]))
+            lc, _ = lightcone(cosmo, (zero, p), a, spec, solver=LeapfrogKDK(), force=no_force)
+            return lc.maps
+
+        return jax.jit(jax.vmap(maps)), jax.jit(jax.vmap(jax.jacfwd(maps)))
+
+    ts = jnp.linspace(-0.6, 0.6, 161)  # cells · (a³E): ±17 Mpc/h by the crossing
+    out = {}
+    for mode in ("nearest", "linear"):
+        maps, dmaps = maps_of(mode)
+        # particles per shell (each particle is spread over pixels by the 2-D CIC)
+        m, dm = np.asarray(maps(ts)).sum(axis=(2, 3)), np.asarray(dmaps(ts)).sum(axis=(2, 3))
+        out[mode] = m, np.abs(np.diff(m, axis=0)).max(), np.abs(dm).max()
+    (m_n, jump_n, grad_n), (m_l, jump_l, grad_l) = out["nearest"], out["linear"]
+    np.testing.assert_allclose(m_l.sum(axis=1), m_n.sum(axis=1), rtol=1e-12)
+    assert jump_n == pytest.approx(1.0)  # a whole particle changed shell
+    assert grad_n == 0.0  # radial motion: no transverse change, no gradient
+    print(f"largest change between neighbouring t: linear {jump_l:.3g}, nearest {jump_n:.3g}")
+    assert jump_l < LINEAR_MAX_CHANGE
+    assert grad_l > 0.0
+
+
 # --------------------------------------------------------- linear theory of the planes
 
 

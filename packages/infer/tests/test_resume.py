@@ -115,3 +115,39 @@ def test_other_run_in_same_path_is_refused(runs):
     kw = dict(SETTINGS, backend=other, model_args=(SCALE,))
     with pytest.raises(ValueError, match=r"different run.*backend"):
         batched_sampling(model, root / "full", jax.random.key(7), batch_count=4, **kw)
+
+
+def test_thinning_stores_every_kth_state_and_resumes(tmp_path):
+    # MCLMC: one gradient per transition, so the summed "num_steps" counts the transitions.
+    kw = dict(SETTINGS, sampler="MCLMC", model_args=(SCALE,), num_samples=10, thinning=3)
+    full = batched_sampling(model, tmp_path / "full", jax.random.key(3), batch_count=2, **kw)
+    batched_sampling(model, tmp_path / "split", jax.random.key(3), batch_count=1, **kw)
+    resumed = batched_sampling(model, tmp_path / "split", jax.random.key(3), batch_count=2, **kw)
+    assert np.asarray(full.samples["x"]).shape == (2, 20, 3)
+    np.testing.assert_array_equal(np.asarray(full.sample_stats["num_steps"]), 3)
+    for name in full.samples:
+        np.testing.assert_array_equal(
+            np.asarray(full.samples[name]), np.asarray(resumed.samples[name])
+        )
+    unthinned = batched_sampling(
+        model, None, jax.random.key(3), batch_count=1, save=False, **dict(kw, thinning=1)
+    )
+    assert not np.array_equal(
+        np.asarray(unthinned.samples["x"])[:, 1], np.asarray(full.samples["x"])[:, 1]
+    )
+    with pytest.raises(ValueError, match=r"different run.*thinning"):
+        batched_sampling(
+            model, tmp_path / "full", jax.random.key(3), batch_count=2, **dict(kw, thinning=1)
+        )
+
+
+def test_resumed_state_has_the_types_of_a_fresh_one(runs):
+    # A checkpoint cannot keep JAX's weak types: a fresh run's weakly typed step size
+    # restored as a strongly typed one changed the signature of the compiled batch function
+    # (a recompile on every resume, no hit in the persistent compilation cache) and, with
+    # x64 on, promoted float32 leaves to float64. The warmup's output is strongly typed.
+    _, _, full, _, resumed = runs
+    fresh = jax.tree.leaves((full.state, full.parameters))
+    restored = jax.tree.leaves((resumed.state, resumed.parameters))
+    assert [jax.typeof(x) for x in fresh] == [jax.typeof(x) for x in restored]
+    assert not any(jax.typeof(x).weak_type for x in fresh)

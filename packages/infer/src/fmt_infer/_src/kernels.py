@@ -63,8 +63,12 @@ class BlackJAXKernel:
         potential = self._potential_fn(*model_args, **model_kwargs)
         return lambda z: -potential(z)
 
-    def warmup(self, keys, z0, model_args, model_kwargs):
-        """Adapt each chain independently; returns (states, adapted parameters)."""
+    def warmup(self, keys, z0, model_args, model_kwargs, *, tick=None):
+        """Adapt each chain independently; returns (states, adapted parameters).
+
+        `tick()`, if given, is called once per warmup step of NUTS/HMC (progress bars);
+        MCLMC's tuning offers no per-step hook.
+        """
         opt = self.options
         logdensity = self._logdensity(model_args, model_kwargs)
         if opt.sampler == "MCLMC":
@@ -98,9 +102,22 @@ class BlackJAXKernel:
         else:
             algorithm, extra = blackjax.hmc, {"num_integration_steps": opt.num_integration_steps}
 
+        keep_nothing = blackjax.adaptation.base.get_filter_adapt_info_fn()
+
+        def info_fn(state, info, adaptation_state):
+            # Nothing of the warmup trajectory is kept (it is never used), and the
+            # progress bar advances.
+            if tick is not None:
+                tick()
+            return keep_nothing(state, info, adaptation_state)
+
         def one(key, z):
             adaptation = blackjax.window_adaptation(
-                algorithm, logdensity, target_acceptance_rate=opt.target_accept_prob, **extra
+                algorithm,
+                logdensity,
+                target_acceptance_rate=opt.target_accept_prob,
+                adaptation_info_fn=info_fn,
+                **extra,
             )
             if opt.num_warmup == 0:
                 dim = jax.flatten_util.ravel_pytree(z)[0].size
@@ -212,8 +229,10 @@ class NumPyroKernel:
     def initial_state(self):
         return self._init_state
 
-    def warmup(self, init_state, model_args, model_kwargs):
+    def warmup(self, init_state, model_args, model_kwargs, *, tick=None):
         def body(state, _):
+            if tick is not None:
+                tick()
             return self._kernel.sample(state, model_args, model_kwargs), None
 
         state, _ = jax.lax.scan(body, init_state, None, length=self.options.num_warmup)

@@ -314,6 +314,20 @@ class _Progress:
             self.bar.close()
             self.bar = None
 
+    def advance(self) -> None:
+        if self.bar is not None and self.bar.n < self.bar.total:
+            self.bar.update(1)
+
+    def step_callback(self) -> Callable[[], None] | None:
+        """A function to call once per step inside a traced loop (None when disabled).
+
+        It has no operands, so under `vmap` over chains it runs once per step, not once
+        per chain; warmup loops that do not expose their step index use it.
+        """
+        if not self.enabled:
+            return None
+        return lambda: jax.debug.callback(self.advance)
+
     def tick(self, i: jax.Array, total: int) -> None:
         """Call inside a traced loop; updates about 50 times per loop."""
         if not self.enabled:
@@ -340,6 +354,7 @@ def batched_sampling(
     sampler: str = "NUTS",
     backend: str = "blackjax",
     num_chains: int = 1,
+    thinning: int = 1,
     save: bool = True,
     init_params: dict[str, Any] | None = None,
     init_strategy: Callable | None = None,
@@ -373,6 +388,13 @@ def batched_sampling(
         sampler: "NUTS", "HMC" or "MCLMC" (MCLMC only with backend "blackjax").
         backend: "blackjax" or "numpyro".
         num_chains: independent chains, vectorised on the same devices.
+        thinning: transitions per stored draw: each batch runs `num_samples * thinning`
+            transitions and keeps every `thinning`-th state (deterministic sites are
+            computed for the kept states only). For samplers with one gradient per
+            transition (MCLMC), whose successive states are strongly correlated. The
+            statistics of a stored draw cover its `thinning` transitions: "diverging" if
+            any diverged, "num_steps" summed, "accept_prob" averaged, the others those of
+            the kept transition.
         save: write checkpoints under `path` (False: nothing touches the disk).
         init_params: constrained initial values {site: array} for every chain; default
             `init_strategy`.
@@ -417,6 +439,7 @@ def batched_sampling(
     num_warmup = _check_int("num_warmup", num_warmup, 10 if sampler == "MCLMC" else 0)
     batch_count = _check_int("batch_count", batch_count, 1)
     num_chains = _check_int("num_chains", num_chains, 1)
+    thinning = _check_int("thinning", thinning, 1)
     max_tree_depth = _check_int("max_tree_depth", max_tree_depth, 1)
     num_integration_steps = _check_int("num_integration_steps", num_integration_steps, 1)
     if not float(desired_energy_var) > 0.0:
@@ -479,6 +502,8 @@ def batched_sampling(
         "sharding": _sharding_description(latent),
         **dataclasses.asdict(options),
     }
+    if thinning != 1:  # absent when 1, so that runs saved before the option still match
+        fingerprint["thinning"] = thinning
 
     run = RunDirectory(path) if save else None
     committed = {"warmup": False, "batches": 0}
@@ -516,15 +541,15 @@ def batched_sampling(
     if backend == "blackjax":
 
         def warmup_fn(keys, z, dyn):
-            state, params = kernel.warmup(keys, z, *merge(dyn))
-            return constrain_state(state), params
+            state, params = kernel.warmup(keys, z, *merge(dyn), tick=progress.step_callback())
+            return _strongly_typed((constrain_state(state), params), z0)
 
         warmup_inputs = (warmup_keys, z0)
     else:
 
         def warmup_fn(init_state, dyn):
-            state, params = kernel.warmup(init_state, *merge(dyn))
-            return constrain_state(state), params
+            state, params = kernel.warmup(init_state, *merge(dyn), tick=progress.step_callback())
+            return _strongly_typed((constrain_state(state), params), z0)
 
         warmup_inputs = (cast(NumPyroKernel, kernel).initial_state(),)
 
@@ -534,10 +559,21 @@ def batched_sampling(
         args, kwargs = merge(dyn)
         postprocess = postprocess_fn(*args, **kwargs)
 
-        def body(state, i):
-            keys = jax.random.split(jax.random.fold_in(batch_key, i), num_chains)
+        def transition(state, step_key):
+            keys = jax.random.split(step_key, num_chains)
             state, stats = kernel.step(keys, state, params, args, kwargs)
-            state = constrain_state(state)
+            return constrain_state(state), stats
+
+        def body(state, i):
+            step_key = jax.random.fold_in(batch_key, i)
+            if thinning == 1:
+                state, stats = transition(state, step_key)
+            else:
+                inner_keys = jax.vmap(functools.partial(jax.random.fold_in, step_key))(
+                    jnp.arange(thinning)
+                )
+                state, stats = jax.lax.scan(transition, state, inner_keys)
+                stats = _thinned_stats(stats)
             draws = jax.vmap(postprocess)(kernel.position(state))
             progress.tick(i, num_samples)
             return state, (draws, stats)
@@ -565,10 +601,10 @@ def batched_sampling(
         last = "warmup" if committed["batches"] == 0 else run.batch_name(committed["batches"] - 1)
         state = run.restore(last, "state", treedef=state_def)
     else:
-        progress.start(1, "warmup")
+        progress.start(max(num_warmup, 1), "warmup")
         state, params = warmup_jit(*warmup_inputs, dynamic)
         jax.block_until_ready(state)
-        progress.update(0)
+        progress.update(max(num_warmup, 1) - 1)  # MCLMC's tuning has no per-step hook
         progress.close()
         if run is not None:
             keys = {"sample_key": sample_key}
@@ -619,6 +655,42 @@ def batched_sampling(
 
 
 # --------------------------------------------------------------------------- loading
+
+
+def _strongly_typed(tree: Any, latent: Any) -> Any:
+    """Weakly typed floats of the warmup's output (step sizes, MCLMC's L) as strong ones of
+    the narrowest float dtype of the latent.
+
+    A checkpoint cannot keep JAX's weak type: a weak float64 step size (x64 on) restored as
+    a strong one would promote a float32 latent field to float64 on resume (a dtype error
+    in the sampling loop) and change the compiled signature. The narrowest float dtype
+    keeps what weak typing did: float32 leaves stay float32, float64 ones float64.
+    """
+    floats = [
+        jnp.dtype(x.dtype)
+        for x in jax.tree.leaves(latent)
+        if jnp.issubdtype(jnp.dtype(x.dtype), jnp.floating)
+    ]
+    if not floats:
+        return tree
+    narrow = min(floats, key=lambda d: d.itemsize)
+
+    def fix(x):
+        weak = getattr(jax.typeof(x), "weak_type", False)
+        if weak and jnp.issubdtype(x.dtype, jnp.floating):
+            return jnp.asarray(x, dtype=narrow)
+        return x
+
+    return jax.tree.map(fix, tree)
+
+
+def _thinned_stats(stats: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Statistics of `thinning` transitions (leading axis) summarised for one stored draw."""
+    out = {k: v[-1] for k, v in stats.items()}
+    out["diverging"] = jnp.any(stats["diverging"], axis=0)
+    out["num_steps"] = jnp.sum(stats["num_steps"], axis=0)
+    out["accept_prob"] = jnp.mean(stats["accept_prob"], axis=0)
+    return out
 
 
 def _concat(batches: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:

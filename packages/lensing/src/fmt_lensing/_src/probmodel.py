@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
+
 from .forward import make_full_field_model
 from .statistics import shape_noise_sigma
 
@@ -33,7 +35,7 @@ class Configuration:
         box_shape: as for `make_full_field_model`, and so are `box_size`,
             `max_redshift`, `geometry`, `field_size`, `field_npix`, `density_plane_width`,
             `density_plane_npix`, `nside`, `observer`, `n_steps`, `a_init`, `lpt_order`,
-            `solver` and `adjoint`.
+            `solver`, `adjoint`, `shell_assignment`, `growth_a_min` and `growth_num`.
         nz: one n(z) or a tuple of them (tomographic bins).
         sigma_e: intrinsic ellipticity dispersion per component.
         n_gal: galaxies per arcmin² per bin.
@@ -57,6 +59,9 @@ class Configuration:
     lpt_order: int = 2
     solver: Any = "fastpm"
     adjoint: Any = "checkpointed"
+    shell_assignment: str = "nearest"
+    growth_a_min: float | None = None
+    growth_num: int | None = None
     sigma_e: float = 0.26
     n_gal: float = 10.0
     fiducial: Any = None
@@ -97,6 +102,9 @@ class Configuration:
             lpt_order=self.lpt_order,
             solver=self.solver,
             adjoint=self.adjoint,
+            shell_assignment=self.shell_assignment,
+            growth_a_min=self.growth_a_min,
+            growth_num=self.growth_num,
             fiducial=self.fiducial,
         )
 
@@ -135,6 +143,9 @@ def full_field_probmodel(config: Configuration):
     from fmt_cosmo import Planck18
 
     forward = config.forward_model()
+    # NumPyro initialises by running the model (value and gradient) outside jit: one
+    # compiled call is much faster than dispatching the lightcone op by op.
+    kappa_of = jax.jit(lambda cosmo, noise: forward(cosmo, config.nz, noise)[0])
     fiducial = Planck18() if config.fiducial is None else config.fiducial
     sigma = config.pixel_noise()
 
@@ -144,7 +155,7 @@ def full_field_probmodel(config: Configuration):
         noise = numpyro.sample(
             "initial_conditions", DistributedNormal(0.0, 1.0, mesh_shape=config.box_shape)
         )
-        kappa, _, _ = forward(cosmo, config.nz, noise)
+        kappa = kappa_of(cosmo, noise)
         numpyro.deterministic("kappa", kappa)
         return numpyro.sample(
             "kappa_obs", dist.Normal(kappa, sigma).to_event(kappa.ndim), obs=kappa_obs
