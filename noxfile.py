@@ -91,17 +91,23 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """CI's command: lint, every package's unit tests, multidevice at 2 and 8, integration."""
+    """CI's command: lint, every package's unit tests, multidevice at 2 and 8, integration.
+
+    At one device the `multidevice` tests are left to the 2- and 8-device runs that follow:
+    on a mesh of one device a sharded == single-device comparison compares a program with
+    itself (~3 min of compiles on 2 cores). `nox -s unit-<package>` and `nox -s gpu` run
+    them at one device too.
+    """
     lint(session)
     names = list(PACKAGES)
     _install_workspace(session, names, extras="[test]")
     session.install(*PYTEST_PLUGINS)
     for name in names:
-        session.log(f"unit tests of {PACKAGES[name]['dist']}")
-        _pytest(session, _test_dir(name), env=_jax_env(1))
+        session.log(f"unit tests of {PACKAGES[name]['dist']} (multidevice: at 2 and 8 below)")
+        _pytest(session, "-m", "not multidevice", _test_dir(name), env=_jax_env(1))
     if _integration_tests_present():
-        session.log("integration tests at 1 device")
-        _pytest(session, "integration_tests", env=_jax_env(1))
+        session.log("integration tests at 1 device (multidevice: at 2 and 8 below)")
+        _pytest(session, "-m", "not multidevice", "integration_tests", env=_jax_env(1))
     for devices in (2, 8):
         _multidevice_runs(session, devices)
     _multiprocess_run(session)
