@@ -49,7 +49,8 @@ def test_quick_run_resumes_and_writes_everything(script, tmp_path):
     for name in ("Omega_c", "sigma8"):
         r = written["parameters"][name]
         lo, hi = r["interval_95"]
-        assert lo <= r["mean"] <= hi
+        # (without warmup the chain may not move: then lo == mean == hi up to rounding)
+        assert lo - 1e-9 <= r["mean"] <= hi + 1e-9
         assert r["truth_inside_95"] == (lo <= r["truth"] <= hi)
     text = (tmp_path / "summary.txt").read_text()
     assert "95% credible interval" in text and "sigma8" in text

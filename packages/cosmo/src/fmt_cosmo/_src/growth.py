@@ -246,10 +246,15 @@ def growth_table(
     # _SUBSTEPS-th state as a table node.
     starts = log_a_min + h * jnp.arange((n_nodes - 1) * _SUBSTEPS)
     # On accelerators every loop iteration costs a launch and a device->host sync of the
-    # loop condition (~10 us): ~2000 RK4 steps took ~20 ms forward and more in reverse on
-    # an H200. Unrolling 32 steps per iteration removes that; CPUs keep the small body,
-    # which compiles faster.
-    unroll = 1 if jax.default_backend() == "cpu" else 32
+    # loop condition (~10 us): ~2000 RK4 steps take ~20 ms forward and more in reverse.
+    # Unrolling shortens that, but the compile time grows fast with the unrolled body,
+    # worst for the gradient. Measured on an H200 (float64, Planck18; table / its gradient):
+    #   unroll  1: 21.6 ms / 161 ms to run,  0.6 s / 2.3 s to compile
+    #   unroll  4: 13.1 ms /  67 ms,         0.7 s / 4.7 s
+    #   unroll 32: 13.0 ms /  51 ms,        10.7 s / 68 s  (the README example's gradient
+    #              then compiled for > 2 min)
+    # CPUs keep the small body (no launch cost; it compiles fastest).
+    unroll = 1 if jax.default_backend() == "cpu" else 4
     _, ys = jax.lax.scan(rk4, y0, starts, unroll=unroll)
     ys = jnp.concatenate([y0[None], ys[_SUBSTEPS - 1 :: _SUBSTEPS]], axis=0)  # (n_nodes, 4)
     lna = log_a_min + step * jnp.arange(n_nodes)
