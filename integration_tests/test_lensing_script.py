@@ -29,9 +29,10 @@ def script():
     return _load_script()
 
 
-def test_quick_run_resumes_and_writes_everything(script, tmp_path):
+def test_quick_run_resumes_and_writes_everything(script, tmp_path, capsys):
     out = ["--output-dir", str(tmp_path)]
     first = script.main([*SHORT, *out, "--batch-count", "1", "--n-samples-plot", "4"])
+    assert "--num-warmup 0: no adaptation" in capsys.readouterr().err
     assert first["draws_per_chain"] == 5
     observation = dict(np.load(tmp_path / "observation.npz"))
     # re-running continues: one more batch, the same observation

@@ -775,6 +775,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         if done:
             print(f"resuming: {done} of {args.batch_count} batches done", flush=True)
+        if settings["num_warmup"] == 0:
+            print(
+                "warning: --num-warmup 0: no adaptation (step size 1, unit mass matrix); "
+                "the chain may not move",
+                file=sys.stderr,
+                flush=True,
+            )
         sample(out, settings, model, observation, args.batch_count)
     t_sample = time.perf_counter() - t0
     summary = analyse(out, settings, model, forward, observation, args.n_samples_plot)
