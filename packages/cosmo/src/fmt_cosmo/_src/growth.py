@@ -251,8 +251,8 @@ def growth_table(
     # worst for the gradient. Measured on an H200 (float64, Planck18; table / its gradient):
     #   unroll  1: 21.6 ms / 161 ms to run,  0.6 s / 2.3 s to compile
     #   unroll  4: 13.1 ms /  67 ms,         0.7 s / 4.7 s
-    #   unroll 32: 13.0 ms /  51 ms,        10.7 s / 68 s  (the README example's gradient
-    #              then compiled for > 2 min)
+    #   unroll 32: 13.0 ms /  51 ms,        10.7 s / 68 s  (the README example's test
+    #              took 122 s on the GPU, 16 s on a 2-core CPU)
     # CPUs keep the small body (no launch cost; it compiles fastest).
     unroll = 1 if jax.default_backend() == "cpu" else 4
     _, ys = jax.lax.scan(rk4, y0, starts, unroll=unroll)
