@@ -1,4 +1,4 @@
-"""Sharded lightcones equal the single-device ones (flat and spherical).
+"""Sharded lightcones equal the single-device ones (flat, spherical, flat with linear shells).
 
 Nox runs this module at 1, 2 and 8 fake CPU devices (XLA_FLAGS set by nox, never here).
 The device grids are chosen at collection from `jax.device_count()` ((1, 1) on one
@@ -50,6 +50,19 @@ SPECS = {
     ),
     "spherical": LightconeSpec(
         "spherical", BOX, (N,) * 3, max_distance=1.4 * BOX, n_shells=3, nside=4, replicas=1
+    ),
+    # particles shared between neighbouring shells (its shell look-ups once had no
+    # sharding rule: they failed on explicitly sharded particles)
+    "flat-linear": LightconeSpec(
+        "flat",
+        BOX,
+        (N,) * 3,
+        observer=(0.5, 0.5, 0.5 / N),
+        max_distance=2 * BOX,
+        n_shells=3,
+        npix=N,
+        replicas=2,
+        shell_assignment="linear",
     ),
 }
 

@@ -474,6 +474,12 @@ def lightcone_init(spec: LightconeSpec, cosmo, dtype: Any = None, *, replica_key
     return maps, cosmo, (rot.astype(dtype), shift.astype(dtype))
 
 
+def _take_small(table, index):
+    """`table[index]` for a short 1-D table, elementwise: a gather with explicitly sharded
+    indices has no sharding rule (the particles may be sharded, the table is not)."""
+    return sum(jnp.where(index == k, table[k], 0.0) for k in range(table.shape[0]))
+
+
 def _scatter_add(target, index, values):
     """`target.at[index].add(values)`; with explicitly sharded particles the (small) maps
     come out replicated, XLA summing the devices' partial deposits."""
@@ -607,8 +613,9 @@ def lightcone_observer(spec: LightconeSpec) -> Callable:
             n = len(centres_np)
             lower = sum((chi_x >= centres[k]).astype(jnp.int32) for k in range(n)) - 1
             lo, hi = jnp.clip(lower, 0, n - 1), jnp.clip(lower + 1, 0, n - 1)
-            gap = jnp.where(hi > lo, centres[hi] - centres[lo], 1.0)
-            frac = jnp.where(hi > lo, jnp.clip((chi_x - centres[lo]) / gap, 0.0, 1.0), 0.0)
+            c_lo, c_hi = _take_small(centres, lo), _take_small(centres, hi)
+            gap = jnp.where(hi > lo, c_hi - c_lo, 1.0)
+            frac = jnp.where(hi > lo, jnp.clip((chi_x - c_lo) / gap, 0.0, 1.0), 0.0)
             maps = paint(spec, maps, pos, w * (1.0 - frac), jnp.where(inside, lo, 0))
             return paint(spec, maps, pos, w * frac, jnp.where(inside, hi, 0)), None
 
