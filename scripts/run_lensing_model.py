@@ -127,34 +127,10 @@ QUICK: dict[str, Any] = {
     "max_tree_depth": 5,
     "n_samples_plot": 50,
 }
-# Settings that define the run: a re-run in the same output directory must repeat them.
-RUN_KEYS = (
-    "box_shape",
-    "box_size",
-    "geometry",
-    "observer_position",
-    "max_redshift",
-    "field_size",
-    "field_npix",
-    "nside",
-    "n_steps",
-    "lpt_order",
-    "plane_width",
-    "shell_assignment",
-    "growth_a_min",
-    "growth_num",
-    "sigma_e",
-    "n_gal",
-    "num_warmup",
-    "num_samples",
-    "num_chains",
-    "sampler",
-    "backend",
-    "thinning",
-    "desired_energy_var",
-    "max_tree_depth",
-    "seed",
-)
+# Settings that may change between invocations on the same output directory; all the
+# others define the run, and a re-run must repeat them.
+PER_INVOCATION = ("batch_count", "n_samples_plot")
+RUN_KEYS = tuple(k for k in DEFAULTS if k not in PER_INVOCATION)
 
 
 # --------------------------------------------------------------------------- arguments
@@ -375,16 +351,15 @@ def truth_simulator(model):
     return jax.jit(draw)
 
 
-def make_observation(model, seed: int) -> dict[str, np.ndarray]:
-    """Truth κ, observed κ (κ + shape noise) and the truth's initial field, from `seed`."""
-    draw = truth_simulator(model)
+def make_observation(draw, seed: int) -> dict[str, np.ndarray]:
+    """Truth κ, observed κ (κ + shape noise) and the truth's initial field, from `seed`
+    (`draw`: the `truth_simulator` of the model)."""
     return {k: np.asarray(v) for k, v in draw(jax.random.key(seed)).items()}
 
 
-def truth_ensemble(model, seed: int, count: int) -> np.ndarray:
+def truth_ensemble(draw, seed: int, count: int) -> np.ndarray:
     """κ maps of `count` other realisations at the truth (first source bin): what the
-    model predicts for the map's statistics at this resolution."""
-    draw = truth_simulator(model)
+    model predicts for the map's statistics at this resolution (`draw` as above)."""
     keys = [jax.random.fold_in(jax.random.key(seed), i + 1) for i in range(count)]
     return np.stack([np.asarray(draw(k)["kappa_true"][0]) for k in keys])
 
@@ -611,7 +586,7 @@ def sample(out, settings, model, observation, batch_count: int) -> None:
             fmt_infer.batched_sampling(model, out / CHAINS_DIR, key, **kwargs)
 
 
-def analyse(out, settings, model, forward, observation, n_plot: int) -> dict[str, Any]:
+def analyse(out, settings, config, draw, forward, observation, n_plot: int) -> dict[str, Any]:
     """Load the draws, write diagnostics, plots and the summary; return the summary."""
     chains = out / CHAINS_DIR
     draws = {k: np.asarray(v) for k, v in fmt_infer.load_samples(chains, params=PARAMS).items()}
@@ -644,7 +619,7 @@ def analyse(out, settings, model, forward, observation, n_plot: int) -> dict[str
     ensemble = np.array(
         [
             _spectrum(k, settings, forward)[1]
-            for k in truth_ensemble(model, settings["seed"], ENSEMBLE_SIZE)
+            for k in truth_ensemble(draw, settings["seed"], ENSEMBLE_SIZE)
         ]
     )
     nz = fmt_lensing.Delta(settings["max_redshift"])
@@ -652,7 +627,7 @@ def analyse(out, settings, model, forward, observation, n_plot: int) -> dict[str
     limber = fmt_lensing.limber_cl(
         Planck18(), jnp.asarray(ell), nz, chi_range=(edges[0], edges[-1])
     )
-    pixel_noise = configuration(settings).pixel_noise()
+    pixel_noise = config.pixel_noise()
     spectra = {
         "ell": ell,
         "observed": cl_obs,
@@ -756,23 +731,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = configuration(settings)
     model = fmt_lensing.full_field_probmodel(config)
     forward = config.forward_model()
+    draw = truth_simulator(model)  # one compile for the observation and the C_ℓ ensemble
     obs_path = out / OBSERVATION_FILE
     if obs_path.exists():
         observation = dict(np.load(obs_path))
     else:
         print("making the synthetic observation", flush=True)
-        observation = make_observation(model, settings["seed"])
+        observation = make_observation(draw, settings["seed"])
         np.savez(obs_path, **observation)
     done = completed_batches(out / CHAINS_DIR)
-    if args.plot_only:
-        pass
-    elif done >= args.batch_count:
+    if not args.plot_only and done >= args.batch_count:
         print(
             f"sampling already complete in {out / CHAINS_DIR}: {done} batches of "
             f"{settings['num_samples']} draws (--batch-count {done + 1} or more extends it)",
             flush=True,
         )
-    else:
+    elif not args.plot_only:
         if done:
             print(f"resuming: {done} of {args.batch_count} batches done", flush=True)
         if settings["num_warmup"] == 0:
@@ -784,7 +758,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         sample(out, settings, model, observation, args.batch_count)
     t_sample = time.perf_counter() - t0
-    summary = analyse(out, settings, model, forward, observation, args.n_samples_plot)
+    summary = analyse(out, settings, config, draw, forward, observation, args.n_samples_plot)
     summary["seconds"] = {"model_and_sampling": t_sample, "total": time.perf_counter() - t0}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.txt").write_text(summary_text(summary) + "\n")
