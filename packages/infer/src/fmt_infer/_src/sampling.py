@@ -566,7 +566,7 @@ def batched_sampling(
 
         def body(state, i):
             step_key = jax.random.fold_in(batch_key, i)
-            if thinning == 1:
+            if thinning == 1:  # the keys of runs saved before `thinning` existed
                 state, stats = transition(state, step_key)
             else:
                 inner_keys = jax.vmap(functools.partial(jax.random.fold_in, step_key))(
@@ -661,10 +661,11 @@ def _strongly_typed(tree: Any, latent: Any) -> Any:
     """Weakly typed floats of the warmup's output (step sizes, MCLMC's L) as strong ones of
     the narrowest float dtype of the latent.
 
-    A checkpoint cannot keep JAX's weak type: a weak float64 step size (x64 on) restored as
-    a strong one would promote a float32 latent field to float64 on resume (a dtype error
-    in the sampling loop) and change the compiled signature. The narrowest float dtype
-    keeps what weak typing did: float32 leaves stay float32, float64 ones float64.
+    A checkpoint cannot keep JAX's weak type: a weak step size restored as a strong one
+    changed the signature of the compiled batch function, so every resume recompiled (and
+    missed the persistent compilation cache). Strong types from the start make a fresh and a
+    resumed run identical. The narrowest float dtype keeps what weak typing did in
+    arithmetic with the latent: float32 leaves stay float32, float64 ones float64.
     """
     floats = [
         jnp.dtype(x.dtype)
