@@ -27,6 +27,7 @@ this interface.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
@@ -108,13 +109,17 @@ class AbstractSolver(eqx.Module):
 
     reversible: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def init(self, cosmo, state: ParticleState, a, *, force: Callable, table) -> Any:
-        raise NotImplementedError
+        """The solver state at scale factor `a` from the particles."""
 
+    @abc.abstractmethod
     def step(self, solver_state, a_from, a_to, *, cosmo, force: Callable, table) -> Any:
-        raise NotImplementedError
+        """One step from `a_from` to `a_to`."""
 
     def reverse(self, solver_state, a_from, a_to, *, cosmo, force: Callable, table) -> Any:
+        """The inverse of `step` (only solvers with `reversible = True` have one: the
+        `Reversible` adjoint checks this before calling it)."""
         raise NotImplementedError(f"{type(self).__name__} is not time-reversible")
 
     def particles(self, solver_state) -> ParticleState:
@@ -137,11 +142,13 @@ class _KickDriftKick(AbstractSolver):
 
     reversible: ClassVar[bool] = True
 
+    @abc.abstractmethod
     def kick_factor(self, cosmo, table, a0, ac, a1):
-        raise NotImplementedError
+        """K(a0, ac, a1) of the class docstring."""
 
+    @abc.abstractmethod
     def drift_factor(self, cosmo, table, a0, ac, a1):
-        raise NotImplementedError
+        """D(a0, ac, a1) of the class docstring."""
 
     def init(self, cosmo, state, a, *, force, table) -> KDKState:
         x, p = state

@@ -16,6 +16,7 @@ parameters are concrete and raises `ValueError` naming the argument.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,8 +51,9 @@ def _trapezoid_weights(n: int) -> np.ndarray:
 
 
 class _NZ(eqx.Module):
+    @abc.abstractmethod
     def quadrature(self) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
-        raise NotImplementedError
+        """Redshift nodes and weights whose sum over a function is ∫ f(z) n(z) dz."""
 
     def mean(self) -> Float[Array, ""]:
         """Mean redshift ∫ z n(z) dz (from the quadrature)."""
