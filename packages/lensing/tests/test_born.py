@@ -19,6 +19,7 @@ from fmt_lensing import (
     born_convergence,
     flat_power_spectrum,
     gaussian_log_likelihood,
+    healpix_deposit_window,
     limber_cl,
     pixel_area_arcmin2,
     reconstruct_full_kappa,
@@ -246,3 +247,42 @@ def test_fourier_interpolation_is_exact_for_band_limited_planes(cosmo):
     assert np.abs(np.asarray(kb) - exact).max() > 1e-2 * np.abs(exact).max()  # bilinear smooths
     with pytest.raises(ValueError, match="deconvolve"):
         born_convergence(cosmo, planes, Delta(1.5), deconvolve=True, **kw)
+
+
+# Independent check of `healpix_deposit_window` at nside 32: other white fields (seeds the
+# fit does not use), sampled twice as finely (16 points per pixel side instead of 8),
+# binned in Δℓ = 8. Measured residuals: 0.09% for ℓ ≤ nside, 0.4% up to 2 nside.
+WINDOW_RTOL_LOW = 3e-3  # ℓ ≤ nside
+WINDOW_RTOL_HIGH = 1e-2  # nside < ℓ ≤ 2 nside
+
+
+def test_healpix_deposit_window_matches_independent_deposit():
+    nside, fine = 32, 16 * 32
+    lmax = 3 * nside - 1
+    window = healpix_deposit_window(nside)
+    assert window.shape == (lmax + 1,) and window[0] == 1.0
+    assert np.all(np.diff(window) < 0)
+    ell, m = hp.Alm.getlm(lmax)
+    both = np.where(m == 0, 1.0, 2.0)
+    theta, phi = hp.pix2ang(fine, np.arange(12 * fine**2))
+    pix, wts = hp.get_interp_weights(nside, theta, phi)
+    edges = np.arange(1, 2 * nside + 2, 8)
+    idx = np.digitize(ell, edges) - 1
+    ok = (idx >= 0) & (idx < edges.size - 1)
+    num = den = pred = 0.0
+    rng = np.random.default_rng(1234)
+    for _ in range(4):
+        alm = rng.standard_normal(ell.size) + 1j * rng.standard_normal(ell.size)
+        alm[m == 0] = alm[m == 0].real
+        deposit = np.bincount(
+            pix.ravel(), (wts * hp.alm2map(alm, fine, lmax=lmax)).ravel(), 12 * nside**2
+        )
+        out = hp.map2alm(deposit / 16**2, lmax=lmax, iter=3)
+        power = both * np.abs(alm) ** 2
+        num = num + np.bincount(idx[ok], (both * np.real(out * np.conj(alm)))[ok])
+        den = den + np.bincount(idx[ok], power[ok])
+        pred = pred + np.bincount(idx[ok], (power * window[ell])[ok])
+    resid = np.abs(num / pred - 1)
+    low = edges[1:] - 1 <= nside
+    assert resid[low].max() < WINDOW_RTOL_LOW, resid
+    assert resid.max() < WINDOW_RTOL_HIGH, resid

@@ -26,6 +26,7 @@ from ._src.probmodel import full_field_probmodel as full_field_probmodel
 from ._src.statistics import add_shape_noise as add_shape_noise
 from ._src.statistics import flat_power_spectrum as flat_power_spectrum
 from ._src.statistics import gaussian_log_likelihood as gaussian_log_likelihood
+from ._src.statistics import healpix_deposit_window as healpix_deposit_window
 from ._src.statistics import pixel_area_arcmin2 as pixel_area_arcmin2
 from ._src.statistics import shape_noise_sigma as shape_noise_sigma
 from ._src.statistics import spherical_power_spectrum as spherical_power_spectrum
@@ -50,6 +51,7 @@ __all__ = [
     "flat_power_spectrum",
     "full_field_probmodel",
     "gaussian_log_likelihood",
+    "healpix_deposit_window",
     "lensing_efficiency",
     "lensing_weights",
     "limber_cl",
