@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -188,8 +189,19 @@ def main() -> None:
     parser.add_argument(
         "--cic-method", default=None, choices=["reference", "fused"], help="default: per backend"
     )
+    parser.add_argument(
+        "--merge",
+        type=pathlib.Path,
+        nargs="+",
+        default=None,
+        help="write the tables of several runs' dynamics.json (one machine) to --output",
+    )
     args = parser.parse_args()
 
+    if args.merge:
+        info, dtype, rows = merge(args.merge)
+        write_results(rows, info, dtype, args.output)
+        return
     if args.cic_method:
         from fmt_dynamics._src import painting
 
@@ -198,6 +210,7 @@ def main() -> None:
         jax.config.update("jax_enable_x64", True)
     info = machine()
     print("machine:", json.dumps(info))
+    print("dtype:", args.dtype)
     if args.meshes:
         plan = [(n, s) for n in args.meshes for s in args.steps]
     elif args.gpu_sizes or info["platform"] == "gpu":
@@ -234,16 +247,66 @@ def main() -> None:
             except Exception as err:
                 res = {"error": f"{type(err).__name__}: {str(err)[:200]}"}
             row = {"mesh": n, "steps": steps, "solver": sname, "adjoint": aname, **res}
-            for key, col in (
-                ("forward_s", "forward_vs_jaxpm"),
-                ("gradient_s", "gradient_vs_jaxpm"),
-                ("gradient_peak_bytes", "memory_vs_jaxpm"),
-            ):
-                if ref and key in ref and key in res:
-                    row[col] = res[key] / ref[key]
+            add_ratios(row, ref)
             rows.append(row)
             print(row, flush=True)
 
+    write_results(rows, info, args.dtype, args.output)
+
+
+def add_ratios(row, ref):
+    """Ours / jaxpm for forward time, gradient time and gradient peak memory."""
+    for key, col in (
+        ("forward_s", "forward_vs_jaxpm"),
+        ("gradient_s", "gradient_vs_jaxpm"),
+        ("gradient_peak_bytes", "memory_vs_jaxpm"),
+    ):
+        if ref and key in ref and key in row:
+            row[col] = row[key] / ref[key]
+
+
+def read_run(path):
+    """A run's dynamics.json, or its printed log (what is left of a run cut short by a
+    time limit): the `machine:` line and one printed dict per row."""
+    text = pathlib.Path(path).read_text()
+    if str(path).endswith(".json"):
+        return json.loads(text)
+    machine_info, dtype, rows = None, "float32", []  # float32: the default, not printed before
+    for line in text.splitlines():
+        if line.startswith("machine: "):
+            machine_info = json.loads(line.removeprefix("machine: "))
+        elif line.startswith("dtype: "):
+            dtype = line.removeprefix("dtype: ").strip()
+        elif line.startswith("{'mesh': "):
+            rows.append(ast.literal_eval(line))
+    if machine_info is None:
+        raise ValueError(f"--merge: {path} has no 'machine:' line")
+    return {"machine": machine_info, "dtype": dtype, "rows": rows}
+
+
+def merge(paths):
+    """Rows of several runs (dynamics.json or logs, one machine), later runs replacing
+    earlier rows of the same mesh, steps, solver and adjoint; ratios against the jaxpm row
+    of the same mesh and steps where a run did not measure jaxpm itself."""
+    runs = [read_run(p) for p in paths]
+    if len({json.dumps(r["machine"], sort_keys=True) for r in runs}) != 1:
+        raise ValueError("--merge: the runs come from different machines or versions")
+    if len({r["dtype"] for r in runs}) != 1:
+        raise ValueError("--merge: the runs use different dtypes")
+    table = {}
+    for run in runs:
+        for row in run["rows"]:
+            table[(row["mesh"], row["steps"], row["solver"], row["adjoint"])] = row
+    rows = sorted(table.values(), key=lambda r: (r["mesh"], r["steps"], r["solver"] != "jaxpm"))
+    for row in rows:
+        ref = table.get((row["mesh"], row["steps"], "jaxpm", "diffrax"))
+        if row["solver"] != "jaxpm":
+            add_ratios(row, ref)
+    return runs[0]["machine"], runs[0]["dtype"], rows
+
+
+def write_results(rows, info, dtype, output):
+    """Write dynamics.json and dynamics.md (tables and the GPU need) to `output`."""
     # GPU need: bytes per particle from the largest mesh measured for each combination
     need = []
     for key in sorted({(r["solver"], r["adjoint"], r["steps"]) for r in rows}):
@@ -266,13 +329,13 @@ def main() -> None:
             entry[f"h200_{m}"] = math.ceil(total / (USABLE * H200_BYTES))
         need.append(entry)
 
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "dynamics.json").write_text(
-        json.dumps({"machine": info, "dtype": args.dtype, "rows": rows, "gpu_need": need}, indent=1)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "dynamics.json").write_text(
+        json.dumps({"machine": info, "dtype": dtype, "rows": rows, "gpu_need": need}, indent=1)
     )
     lines = [
         f"Machine: {info['device']} ({info['platform']}, {info['devices']} device(s), "
-        f"{info['cpu_count']} CPUs), jax {info['jax']}, {args.dtype}. Box {BOX_PER_CELL} Mpc/h "
+        f"{info['cpu_count']} CPUs), jax {info['jax']}, {dtype}. Box {BOX_PER_CELL} Mpc/h "
         "per cell, particles = mesh, a = 0.1 → 1. Times are medians of warm runs; memory is "
         "the compiled peak (temp + arguments + outputs) of the gradient.",
         "",
@@ -309,7 +372,7 @@ def main() -> None:
             f"{e['bytes_per_particle']:.0f} | {e['gib_1024']:.0f} | {e['h200_1024']} | "
             f"{e['gib_2048']:.0f} | {e['h200_2048']} |"
         )
-    (args.output / "dynamics.md").write_text("\n".join(lines) + "\n")
+    (output / "dynamics.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
