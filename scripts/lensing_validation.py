@@ -137,6 +137,11 @@ def build(args, cosmo, nz):
     return model, jax.jit(kappa)
 
 
+def spherical_ell_edges(args):
+    """ℓ bin edges of the spherical spectra: from 2 in steps of `--ell-width` to 3 nside."""
+    return np.arange(2, 3 * args.nside + 1, args.ell_width)
+
+
 def bin_spectrum(c_ell, ell_edges):
     """(ℓ, C_ℓ) averaged with weights 2ℓ + 1 over the bins [edge_i, edge_i+1)."""
     ells = np.arange(c_ell.size)
@@ -158,7 +163,7 @@ def mask_transfer(args, model, cosmo, nz, edges):
     import healpy as hp
 
     lmax = 3 * args.nside - 1
-    ell_edges = np.arange(2, lmax + 2, args.ell_width)
+    ell_edges = spherical_ell_edges(args)
     ells = np.arange(2, lmax + 1, dtype=float)
     theory = np.zeros(lmax + 1)
     theory[2:] = np.asarray(
@@ -190,8 +195,7 @@ def measure(args):
         ell_f = 2 * np.pi / theta
         ell_edges = ell_f * (np.arange(1, args.npix // 2 + 1) + 0.5)
     else:
-        lmax = 3 * args.nside - 1
-        ell_edges = np.arange(2, lmax + 2, args.ell_width)
+        ell_edges = spherical_ell_edges(args)
     spectra = []
     t0 = time.perf_counter()
     for seed in range(args.seeds):
@@ -231,10 +235,8 @@ def summarise(args, model, edges, ell, spectra, cosmo, nz):
     ok, frac = valid_ell(cosmo, ell, nz, edges, args)
     extra = {}
     if args.geometry == "spherical":
-        lmax = 3 * args.nside - 1
-        ell_edges = np.arange(2, lmax + 2, args.ell_width)
         extra["deposit_window_sq"] = bin_spectrum(
-            healpix_deposit_window(args.nside) ** 2, ell_edges
+            healpix_deposit_window(args.nside) ** 2, spherical_ell_edges(args)
         )[1].tolist()
         if args.mask_sims:
             mean, sem = mask_transfer(args, model, cosmo, nz, edges)

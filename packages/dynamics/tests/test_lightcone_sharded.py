@@ -37,33 +37,15 @@ def _grids():
 
 
 GRIDS = _grids()
+FLAT = dict(observer=(0.5, 0.5, 0.5 / N), max_distance=2 * BOX, n_shells=3, npix=N, replicas=2)
 SPECS = {
-    "flat": LightconeSpec(
-        "flat",
-        BOX,
-        (N,) * 3,
-        observer=(0.5, 0.5, 0.5 / N),
-        max_distance=2 * BOX,
-        n_shells=3,
-        npix=N,
-        replicas=2,
-    ),
+    "flat": LightconeSpec("flat", BOX, (N,) * 3, **FLAT),
     "spherical": LightconeSpec(
         "spherical", BOX, (N,) * 3, max_distance=1.4 * BOX, n_shells=3, nside=4, replicas=1
     ),
     # particles shared between neighbouring shells (its shell look-ups once had no
     # sharding rule: they failed on explicitly sharded particles)
-    "flat-linear": LightconeSpec(
-        "flat",
-        BOX,
-        (N,) * 3,
-        observer=(0.5, 0.5, 0.5 / N),
-        max_distance=2 * BOX,
-        n_shells=3,
-        npix=N,
-        replicas=2,
-        shell_assignment="linear",
-    ),
+    "flat-linear": LightconeSpec("flat", BOX, (N,) * 3, **FLAT, shell_assignment="linear"),
 }
 
 

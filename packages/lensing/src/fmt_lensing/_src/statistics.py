@@ -114,6 +114,13 @@ _WINDOW_DEGREE = 6  # polynomial degree of the fit of log b_ℓ in ℓ(ℓ+1)/ns
 _WINDOW_MAX_NSIDE = 128  # above it, the nside-128 fit in units of ℓ/nside
 
 
+def _log_window_basis(nside: int, lmax: int) -> np.ndarray:
+    """(lmax + 1, degree) basis x^k, x = ℓ(ℓ+1)/nside², of the fit of log b_ℓ."""
+    ells = np.arange(lmax + 1)
+    x = ells * (ells + 1.0) / nside**2
+    return np.stack([x**k for k in range(1, _WINDOW_DEGREE + 1)], axis=1)
+
+
 @functools.lru_cache(maxsize=16)
 def _deposit_window_coefficients(nside: int, seed: int = 0) -> np.ndarray:
     """Fit coefficients c_1..c_6 of log b_ℓ (module docstring), measured at `nside`."""
@@ -139,8 +146,7 @@ def _deposit_window_coefficients(nside: int, seed: int = 0) -> np.ndarray:
         den += np.bincount(ell, both_signs * np.abs(alm) ** 2, lmax + 1)
     ells = np.arange(lmax + 1)
     fit = ells >= 1
-    x = ells * (ells + 1.0) / nside**2
-    design = np.stack([x**k for k in range(1, _WINDOW_DEGREE + 1)], axis=1)
+    design = _log_window_basis(nside, lmax)
     weight = np.sqrt(2 * ells + 1.0)
     coef, *_ = np.linalg.lstsq(
         design[fit] * weight[fit, None], np.log(num[fit] / den[fit]) * weight[fit], rcond=None
@@ -174,9 +180,7 @@ def healpix_deposit_window(nside: int, lmax: int | None = None) -> np.ndarray:
     if isinstance(lmax, bool) or not isinstance(lmax, int | np.integer) or lmax < 0:
         raise ValueError(f"lmax must be a non-negative integer, got {lmax!r}")
     coef = _deposit_window_coefficients(min(nside, _WINDOW_MAX_NSIDE))
-    ells = np.arange(int(lmax) + 1)
-    x = ells * (ells + 1.0) / nside**2
-    return np.exp(sum(c * x ** (k + 1) for k, c in enumerate(coef)))
+    return np.exp(_log_window_basis(nside, int(lmax)) @ coef)
 
 
 def pixel_area_arcmin2(
