@@ -260,11 +260,41 @@ def test_bad_scale_factor(a, error, match):
         ({"num": 4}, "num"),
         ({"num": 100.5}, "num"),
         ({"a_max": 0.9}, "a_max"),
+        ({"method": "euler"}, "method"),
     ],
 )
 def test_bad_table_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fc.growth_table(fc.Planck18(), **kwargs)
+
+
+# The two integrations run the same RK4 steps, composed in another order.
+METHODS_RTOL = 1e-12
+
+
+def test_parallel_integration_equals_sequential():
+    """`method="parallel"` (the accelerators' default) against the sequential loop: every
+    table entry, and the gradient of a table-derived scalar w.r.t. Ω_c and w0."""
+    cosmo = MODELS["w0wa"]
+
+    def table(params, method):
+        c = cosmo.replace(Omega_c=params[0], w0=params[1])
+        return fc.growth_table(c, a_max=2.0, method=method)
+
+    def scalar(params, method):
+        c = cosmo.replace(Omega_c=params[0], w0=params[1])
+        t = table(params, method)
+        return fc.growth_factor_second(c, 0.3, t) + fc.growth_rate(c, 1.5, t)
+
+    params = jnp.array([cosmo.Omega_c, cosmo.w0])
+    run = jax.jit(lambda p: {m: (table(p, m), jax.grad(scalar)(p, m)) for m in fc.GROWTH_METHODS})
+    out = run(params)
+    (seq, g_seq), (par, g_par) = out["sequential"], out["parallel"]
+    for name in fc.GrowthTable._array_names:
+        a, b = getattr(par, name), getattr(seq, name)
+        np.testing.assert_allclose(a, b, rtol=0, atol=METHODS_RTOL * float(jnp.max(jnp.abs(b))))
+    np.testing.assert_allclose(g_par, g_seq, rtol=METHODS_RTOL)
+    assert fc.default_growth_method() == "sequential"  # the suite runs on CPUs
 
 
 def test_bad_table_type():

@@ -21,7 +21,9 @@ from ._src.background import transverse_comoving_distance as transverse_comoving
 from ._src.cosmology import Cosmology as Cosmology
 from ._src.cosmology import Planck15 as Planck15
 from ._src.cosmology import Planck18 as Planck18
+from ._src.growth import GROWTH_METHODS as GROWTH_METHODS
 from ._src.growth import GrowthTable as GrowthTable
+from ._src.growth import default_growth_method as default_growth_method
 from ._src.growth import fastpm_drift_factor as fastpm_drift_factor
 from ._src.growth import fastpm_kick_factor as fastpm_kick_factor
 from ._src.growth import growth_factor as growth_factor
@@ -48,6 +50,7 @@ except _PackageNotFoundError:  # imported straight from src/ (no install), e.g. 
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "GROWTH_METHODS",
     "Cosmology",
     "E",
     "GrowthTable",
@@ -60,6 +63,7 @@ __all__ = [
     "angular_diameter_distance",
     "comoving_distance",
     "concentration_ludlow16",
+    "default_growth_method",
     "dlnE_dlna",
     "fastpm_drift_factor",
     "fastpm_kick_factor",

@@ -46,7 +46,9 @@ from .background import _E2, _check_scale_factor
 from .cosmology import Cosmology
 
 __all__ = [
+    "GROWTH_METHODS",
     "GrowthTable",
+    "default_growth_method",
     "fastpm_drift_factor",
     "fastpm_kick_factor",
     "growth_factor",
@@ -184,12 +186,102 @@ def _initial_conditions(cosmo: Cosmology, a_min: float):
     return jnp.stack([d1, v1, d2, v2])
 
 
+GROWTH_METHODS = ("sequential", "parallel")
+
+
+def default_growth_method() -> str:
+    """`growth_table`'s integration when `method=None`: "sequential" on CPUs, "parallel"
+    on accelerators (where each step of a sequential loop costs kernel launches)."""
+    return "sequential" if jax.default_backend() == "cpu" else "parallel"
+
+
+def _check_growth_method(method) -> str:
+    if method is None:
+        return default_growth_method()
+    if method not in GROWTH_METHODS:
+        raise ValueError(f"method must be one of {GROWTH_METHODS} or None, got {method!r}")
+    return method
+
+
+def _rk4_step(rhs, h):
+    def step(y, lna):
+        k1 = rhs(lna, y)
+        k2 = rhs(lna + 0.5 * h, y + 0.5 * h * k1)
+        k3 = rhs(lna + 0.5 * h, y + 0.5 * h * k2)
+        k4 = rhs(lna + h, y + h * k3)
+        return y + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    return step
+
+
+def _integrate_sequential(rhs, h, y0, starts):
+    """The states after each RK4 step, one step after the other (`lax.scan`)."""
+    step = _rk4_step(rhs, h)
+
+    def body(y, lna):
+        y = step(y, lna)
+        return y, y
+
+    # The scan body is one RK4 step (the smallest to compile). On CPUs a loop iteration
+    # is nearly free; on accelerators each costs kernel launches and a device->host sync
+    # (~10 us), which the "parallel" method avoids. An H200 (float64, Planck18; table / its
+    # gradient) ran this loop in 21.6 ms / 161 ms (unroll 1), 13.1 / 67 ms (unroll 4),
+    # 13.0 / 51 ms (unroll 32, but 68 s to compile the gradient).
+    unroll = 1 if jax.default_backend() == "cpu" else 4
+    _, ys = jax.lax.scan(body, y0, starts, unroll=unroll)
+    return ys
+
+
+def _integrate_parallel(rhs, h, y0, starts):
+    """The same RK4 states as `_integrate_sequential`, with no sequential loop.
+
+    The growth system is linear in (D1, D1') and, given D1, affine in (D2, D2'), and so is
+    one RK4 step: y1 -> M_n y1 and y2 -> M'_n y2 + c_n(y1), with c_n the step's D2 part
+    applied to (y1, 0). The matrices (2x2) of all steps are evaluated at once (the step
+    applied to unit vectors), the D1 states are prefix products of the M_n, then the c_n
+    at those states, then the D2 states as prefix compositions of the affine maps. Prefix
+    compositions use log2(steps) doubling rounds (Hillis & Steele 1986). Equal to the
+    sequential loop up to the order of the floating-point operations (~1e-14 in float64).
+    """
+    step = jax.vmap(_rk4_step(rhs, h))
+    n = starts.shape[0]
+    eye = jnp.eye(4, dtype=y0.dtype)
+
+    def matrix(i, j):  # columns i, j of the step's matrix, rows i and j
+        cols = [step(jnp.broadcast_to(eye[k], (n, 4)), starts)[:, (i, j)] for k in (i, j)]
+        return jnp.stack(cols, axis=-1)  # (n, 2, 2)
+
+    zeros = jnp.zeros((n, 2), y0.dtype)
+    m1, _ = _prefix_affine(matrix(0, 1), zeros)
+    y1 = jnp.einsum("nij,j->ni", m1, y0[:2])
+    y1_before = jnp.concatenate([y0[None, :2], y1[:-1]], axis=0)
+    c = step(jnp.concatenate([y1_before, zeros], axis=-1), starts)[:, 2:]
+    m2, c2 = _prefix_affine(matrix(2, 3), c)
+    y2 = jnp.einsum("nij,j->ni", m2, y0[2:]) + c2
+    return jnp.concatenate([y1, y2], axis=-1)
+
+
+def _prefix_affine(m, c):
+    """Inclusive prefix compositions of x -> m[k] x + c[k]: after round r, element k holds
+    the composition of elements max(0, k - 2^r + 1) .. k (later maps applied last)."""
+    n, shift = m.shape[0], 1
+    while shift < n:
+        eye = jnp.broadcast_to(jnp.eye(m.shape[-1], dtype=m.dtype), (shift, *m.shape[1:]))
+        m_before = jnp.concatenate([eye, m[:-shift]], axis=0)
+        c_before = jnp.concatenate([jnp.zeros_like(c[:shift]), c[:-shift]], axis=0)
+        c = jnp.einsum("nij,nj->ni", m, c_before) + c
+        m = jnp.einsum("nij,njk->nik", m, m_before)
+        shift *= 2
+    return m, c
+
+
 def growth_table(
     cosmo: Cosmology,
     *,
     a_min: float = _DEFAULT_A_MIN,
     num: int = _DEFAULT_NUM,
     a_max: float = 1.0,
+    method: str | None = None,
 ) -> GrowthTable:
     """Solve the first- and second-order growth equations; return them on a ln a grid.
 
@@ -207,12 +299,17 @@ def growth_table(
         a_min: first node; must be deep in radiation or matter domination (static).
         num: number of nodes over [a_min, 1] (static, ≥ 8).
         a_max: last scale factor covered, ≥ 1 (static).
+        method: "sequential" (a `lax.scan` of RK4 steps), "parallel" (the same RK4 steps
+            as prefix compositions of their linear/affine maps: no loop, a few dozen
+            kernels on accelerators) or None for `default_growth_method()` ("sequential"
+            on CPUs, "parallel" elsewhere). Both give the same table to ~1e-14 (float64).
 
     Returns:
         A `GrowthTable`.
 
     Raises:
-        ValueError: `a_min` not in (0, 1e-2], `num` < 8 or `a_max` < 1.
+        ValueError: `a_min` not in (0, 1e-2], `num` < 8, `a_max` < 1 or an unknown
+            `method`.
 
     Example:
         >>> table = growth_table(Planck18())
@@ -224,6 +321,7 @@ def growth_table(
         raise ValueError(f"num must be an integer >= 8, got {num!r}")
     if not (isinstance(a_max, int | float) and math.isfinite(a_max) and a_max >= 1.0):
         raise ValueError(f"a_max must be a finite float >= 1, got {a_max!r}")
+    method = _check_growth_method(method)
 
     log_a_min = math.log(a_min)
     step = -log_a_min / (num - 1)
@@ -232,30 +330,13 @@ def growth_table(
     h = step / _SUBSTEPS
 
     rhs = _rhs_factory(cosmo)
-
-    def rk4(y, lna):
-        k1 = rhs(lna, y)
-        k2 = rhs(lna + 0.5 * h, y + 0.5 * h * k1)
-        k3 = rhs(lna + 0.5 * h, y + 0.5 * h * k2)
-        k4 = rhs(lna + h, y + h * k3)
-        y = y + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-        return y, y
-
     y0 = _initial_conditions(cosmo, a_min)
-    # One RK4 step per scan iteration (the smallest body to compile); keep every
-    # _SUBSTEPS-th state as a table node.
-    starts = log_a_min + h * jnp.arange((n_nodes - 1) * _SUBSTEPS)
-    # On accelerators every loop iteration costs a launch and a device->host sync of the
-    # loop condition (~10 us): ~2000 RK4 steps take ~20 ms forward and more in reverse.
-    # Unrolling shortens that, but the compile time grows fast with the unrolled body,
-    # worst for the gradient. Measured on an H200 (float64, Planck18; table / its gradient):
-    #   unroll  1: 21.6 ms / 161 ms to run,  0.6 s / 2.3 s to compile
-    #   unroll  4: 13.1 ms /  67 ms,         0.7 s / 4.7 s
-    #   unroll 32: 13.0 ms /  51 ms,        10.7 s / 68 s  (the README example's test
-    #              took 122 s on the GPU, 16 s on a 2-core CPU)
-    # CPUs keep the small body (no launch cost; it compiles fastest).
-    unroll = 1 if jax.default_backend() == "cpu" else 4
-    _, ys = jax.lax.scan(rk4, y0, starts, unroll=unroll)
+    starts = log_a_min + h * jnp.arange((n_nodes - 1) * _SUBSTEPS)  # ln a of each RK4 step
+    if method == "sequential":
+        ys = _integrate_sequential(rhs, h, y0, starts)
+    else:
+        ys = _integrate_parallel(rhs, h, y0, starts)
+    # Keep every _SUBSTEPS-th state as a table node.
     ys = jnp.concatenate([y0[None], ys[_SUBSTEPS - 1 :: _SUBSTEPS]], axis=0)  # (n_nodes, 4)
     lna = log_a_min + step * jnp.arange(n_nodes)
     # Second derivatives from the equations themselves (exact for the stored states).

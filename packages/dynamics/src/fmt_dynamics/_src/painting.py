@@ -181,8 +181,10 @@ def _resolve_halo(halo, layout: _Layout | None, mesh_shape) -> tuple[int, ...]:
 # -------------------------------------------------------------------------------------
 # Local CIC kernels (one device, one block); the only place a deposit happens
 # -------------------------------------------------------------------------------------
-def _stencil(displacement, mesh_shape, lattice_shape, block_shape, halo):
-    """The 8 CIC cells and weights of each particle of a local block.
+def _axes(displacement, mesh_shape, lattice_shape, block_shape, halo):
+    """Per axis, the lower CIC cell (int32) and the fraction t in [0, 1) of each particle
+    of a local block (arrays broadcastable to the block's lattice shape), and whether its
+    cloud leaves the padded block.
 
     Args:
         displacement: (lx, ly, lz, 3) local displacements in mesh cells.
@@ -190,13 +192,9 @@ def _stencil(displacement, mesh_shape, lattice_shape, block_shape, halo):
         lattice_shape: global lattice shape (lattice spacing = mesh_shape / lattice_shape).
         block_shape: local (padded) array shape the indices refer to.
         halo: padding on axes 0, 1 (0 = not split: periodic in the global mesh).
-
-    Returns:
-        flat cell indices (8, lx, ly, lz) into the flattened block, CIC weights of the same
-        shape, and the number of particles whose cloud left the padded block.
     """
     lattice = displacement.shape[:3]  # local block of the lattice
-    idx, frac, outside = [], [], jnp.zeros(lattice, bool)
+    cells, fracs, outside = [], [], jnp.zeros(lattice, bool)
     for axis in range(3):
         n_mesh, n_lat = mesh_shape[axis], lattice_shape[axis]
         # Lattice site of local particle i: i * n_mesh / n_lat cells from the block origin
@@ -210,30 +208,56 @@ def _stencil(displacement, mesh_shape, lattice_shape, block_shape, halo):
         d = displacement[..., axis] + site_frac.reshape(shape)
         d_floor = jnp.floor(d)
         cell = site_int.reshape(shape) + d_floor.astype(jnp.int32) + halo_of(halo, axis)
-        frac.append(d - d_floor)
-        if halo_of(halo, axis) == 0:
-            idx.append(cell)  # wrapped per corner below
-        else:
+        fracs.append(d - d_floor)
+        if halo_of(halo, axis) != 0:
             # Both cells of the cloud must lie in [0, block): otherwise the halo is too small.
             outside = outside | (cell < 0) | (cell + 1 >= block_shape[axis])
-            idx.append(cell)
-    flat, weights = [], []
+        cells.append(cell)
+    return cells, fracs, outside
+
+
+def _corners(displacement, mesh_shape, lattice_shape, block_shape, halo):
+    """The 8 CIC corners of each particle, one at a time: a list of (flat cell index,
+    weight, d(weight)/d(displacement) as 3 arrays), each broadcast to the lattice shape,
+    and the number of particles whose cloud left the padded block.
+
+    Weight of a corner is prod_a u_a with u_a = t_a (offset 1) or 1 - t_a (offset 0);
+    d/dt_a flips that factor to +1 or -1 (the floor is locally constant, as in autodiff).
+    Cells on a split axis are clamped to the block (mass is never dropped; the count
+    reports it), on the others wrapped periodically.
+    """
+    lattice = displacement.shape[:3]
+    cells, fracs, outside = _axes(displacement, mesh_shape, lattice_shape, block_shape, halo)
+    corners = []
     for corner in range(8):
         offs = ((corner >> 2) & 1, (corner >> 1) & 1, corner & 1)
-        f = 0
-        w = 1
+        flat = 0
+        u = []
         for axis in range(3):
-            c = idx[axis] + offs[axis]
+            c = cells[axis] + offs[axis]
             if halo_of(halo, axis) == 0:
                 c = jnp.mod(c, mesh_shape[axis])
             else:
                 c = jnp.clip(c, 0, block_shape[axis] - 1)  # clamp: never drop mass
-            f = f * block_shape[axis] + c
-            w = w * (frac[axis] if offs[axis] else 1 - frac[axis])
-        flat.append(jnp.broadcast_to(f, lattice))
-        weights.append(jnp.broadcast_to(w, lattice))
+            flat = flat * block_shape[axis] + c
+            u.append(fracs[axis] if offs[axis] else 1 - fracs[axis])
+        sign = [1.0 if o else -1.0 for o in offs]
+        weight = u[0] * u[1] * u[2]
+        dweight = (sign[0] * u[1] * u[2], u[0] * sign[1] * u[2], u[0] * u[1] * sign[2])
+        bc = functools.partial(jnp.broadcast_to, shape=lattice)
+        corners.append((bc(flat), bc(weight), tuple(bc(g) for g in dweight)))
     n_out = lax.stop_gradient(jnp.sum(outside, dtype=jnp.int32))
-    return jnp.stack(flat), jnp.stack(weights), n_out
+    return corners, n_out
+
+
+def _stencil(displacement, mesh_shape, lattice_shape, block_shape, halo):
+    """The 8 CIC cells and weights stacked: flat indices (8, lx, ly, lz) into the flattened
+    block, weights of the same shape, and the number of particles whose cloud left the
+    padded block (the reference kernels: one scatter / one gather of all corners)."""
+    corners, n_out = _corners(displacement, mesh_shape, lattice_shape, block_shape, halo)
+    flat = jnp.stack([c[0] for c in corners])
+    weights = jnp.stack([c[1] for c in corners])
+    return flat, weights, n_out
 
 
 def halo_of(halo, axis: int) -> int:
@@ -242,13 +266,16 @@ def halo_of(halo, axis: int) -> int:
 
 # Two implementations of the local kernels, equal to float32 rounding (tests compare
 # values and gradients):
-# - "reference": plain jnp; autodiff differentiates through the stencil, so a gradient
-#   keeps the (8, particles) cell indices and weights of every paint and read alive as
+# - "reference": plain jnp; all 8 corners stacked into one scatter (deposit) or one
+#   gather (read), and autodiff differentiates through the stencil, so a gradient keeps
+#   the (8, particles) cell indices and weights of every paint and read alive as
 #   residuals (~64 bytes per particle per call).
-# - "fused": the same forward passes under `jax.custom_vjp` with hand-written backward
-#   passes that recompute the stencil from the displacements (elementwise, fused by XLA
-#   into the gathers) and keep only the inputs. The vjp of a deposit is one gather, the
-#   vjp of a read one multi-channel deposit plus one gather. Leaner and faster on GPUs.
+# - "fused": `jax.custom_vjp` kernels that work one corner at a time: a deposit is 8
+#   scatter-adds into the same mesh, a read a sum of 8 gathers, each corner's index and
+#   weight computed elementwise from the displacements (no (8, particles) array is
+#   built), and hand-written backward passes that recompute them from the inputs, which
+#   are all they keep. The vjp of a deposit is a sum of gathers, the vjp of a read a
+#   multi-channel deposit plus a sum of gathers. Leaner and faster on GPUs.
 CIC_METHODS = ("reference", "fused")
 _DEFAULT_METHOD: str | None = None  # None: "fused" on GPUs, "reference" elsewhere
 
@@ -271,17 +298,16 @@ def _check_method(method) -> str:
 def _deposit(displacement, weights, mesh_shape, lattice_shape, block_shape, halo, method):
     """Scatter-add of CIC clouds into a zero block of `block_shape`."""
     if method == "fused":
-        args = (mesh_shape, lattice_shape, block_shape, halo)
-        if weights is None:
-            return _deposit_fused(*args, displacement)
-        return _deposit_weighted_fused(*args, displacement, weights)
+        static = (tuple(mesh_shape), tuple(lattice_shape), tuple(block_shape), tuple(halo))
+        return _deposit_fused(static, displacement, weights)
     return _deposit_ref(displacement, weights, mesh_shape, lattice_shape, block_shape, halo)
 
 
 def _gather(block, displacement, mesh_shape, lattice_shape, halo, method):
     """CIC interpolation of `block` (spatial axes first, then channels) at the particles."""
     if method == "fused":
-        return _gather_fused(mesh_shape, lattice_shape, halo, block, displacement)
+        static = (tuple(mesh_shape), tuple(lattice_shape), tuple(halo))
+        return _gather_fused(static, block, displacement)
     return _gather_ref(block, displacement, mesh_shape, lattice_shape, halo)
 
 
@@ -302,113 +328,89 @@ def _gather_ref(block, displacement, mesh_shape, lattice_shape, halo):
     return jnp.sum(values * w, axis=0), n_out
 
 
-def _weight_gradients(displacement, mesh_shape, lattice_shape, block_shape, halo):
-    """Cells (8, l...) and d(weight)/d(displacement) (8, l..., 3) of the CIC stencil.
-
-    Weight of corner c is prod_a u_a with u_a = t_a (offset 1) or 1 - t_a (offset 0) and
-    t_a the fractional position; d/dt_a flips that factor to +1 or -1 (the floor is
-    locally constant, as in autodiff of the reference)."""
-    flat, _, _ = _stencil(displacement, mesh_shape, lattice_shape, block_shape, halo)
-    # Fractions t_a exactly as in `_stencil` (lattice-site fraction + displacement).
-    lattice = displacement.shape[:3]
-    ts = []
-    for axis in range(3):
-        n_mesh, n_lat = mesh_shape[axis], lattice_shape[axis]
-        i = jnp.arange(lattice[axis])
-        site_frac = ((i * n_mesh) % n_lat).astype(displacement.dtype) / n_lat
-        shape = [1, 1, 1]
-        shape[axis] = lattice[axis]
-        d = displacement[..., axis] + site_frac.reshape(shape)
-        ts.append(d - jnp.floor(d))
-    grads = []
-    for corner in range(8):
-        offs = ((corner >> 2) & 1, (corner >> 1) & 1, corner & 1)
-        u = [ts[a] if offs[a] else 1 - ts[a] for a in range(3)]
-        sign = [1.0 if offs[a] else -1.0 for a in range(3)]
-        grads.append(
-            jnp.stack(
-                [sign[0] * u[1] * u[2], u[0] * sign[1] * u[2], u[0] * u[1] * sign[2]], axis=-1
-            )
-        )
-    return flat, jnp.stack(grads)
+def _scatter_corners(corners, values, n_cells, dtype):
+    """Sum over corners of `weight * values` added at the corner's cells of a zero
+    (n_cells, *C) array; values (l..., *C) or None (ones)."""
+    out = None
+    for flat, w, _ in corners:
+        upd = w.astype(dtype)
+        if values is not None:
+            upd = upd.reshape(upd.shape + (1,) * (values.ndim - 3)) * values
+        upd = upd.reshape((-1, *upd.shape[3:]))
+        if out is None:
+            out = jnp.zeros((n_cells, *upd.shape[1:]), dtype)
+        out = out.at[flat.reshape(-1)].add(upd)
+    return out
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _deposit_fused_impl(static, displacement, weights):
+def _deposit_fused(static, displacement, weights):
     mesh_shape, lattice_shape, block_shape, halo = static
-    return _deposit_ref(displacement, weights, mesh_shape, lattice_shape, block_shape, halo)
-
-
-def _deposit_fused(mesh_shape, lattice_shape, block_shape, halo, displacement):
-    return _deposit_weighted_fused(mesh_shape, lattice_shape, block_shape, halo, displacement, None)
-
-
-def _deposit_weighted_fused(mesh_shape, lattice_shape, block_shape, halo, displacement, weights):
-    static = (tuple(mesh_shape), tuple(lattice_shape), tuple(block_shape), tuple(halo))
-    return _deposit_fused_impl(static, displacement, weights)
+    corners, n_out = _corners(displacement, mesh_shape, lattice_shape, block_shape, halo)
+    dtype = displacement.dtype if weights is None else jnp.result_type(displacement, weights)
+    out = _scatter_corners(corners, weights, math.prod(block_shape), dtype)
+    return out.reshape(block_shape), n_out
 
 
 def _deposit_fwd(static, displacement, weights):
-    return _deposit_fused_impl(static, displacement, weights), (displacement, weights)
+    return _deposit_fused(static, displacement, weights), (displacement, weights)
 
 
 def _deposit_bwd(static, res, cts):
     mesh_shape, lattice_shape, block_shape, halo = static
     displacement, weights = res
-    ct_block = cts[0]
-    flat, dw = _weight_gradients(displacement, mesh_shape, lattice_shape, block_shape, halo)
-    vals = ct_block.reshape(-1)[flat].astype(displacement.dtype)  # (8, l...)
-    ct_disp = jnp.sum(vals[..., None] * dw, axis=0)
-    ct_weights = None
-    if weights is not None:
-        ct_disp = ct_disp * weights[..., None]
-        _, w, _ = _stencil(displacement, mesh_shape, lattice_shape, block_shape, halo)
-        ct_weights = jnp.sum(vals * w, axis=0).astype(weights.dtype)
-    return ct_disp, ct_weights
+    ct_flat = cts[0].reshape(-1).astype(displacement.dtype)
+    corners, _ = _corners(displacement, mesh_shape, lattice_shape, block_shape, halo)
+    ct_disp, ct_weights = 0.0, 0.0
+    for flat, w, dw in corners:
+        vals = ct_flat[flat]
+        ct_disp = ct_disp + jnp.stack([vals * g for g in dw], axis=-1)
+        if weights is not None:
+            ct_weights = ct_weights + vals * w
+    if weights is None:
+        return ct_disp, None
+    return ct_disp * weights[..., None], ct_weights.astype(weights.dtype)
 
 
-_deposit_fused_impl.defvjp(_deposit_fwd, _deposit_bwd)
+_deposit_fused.defvjp(_deposit_fwd, _deposit_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _gather_fused_impl(static, block, displacement):
+def _gather_fused(static, block, displacement):
     mesh_shape, lattice_shape, halo = static
-    return _gather_ref(block, displacement, mesh_shape, lattice_shape, halo)
-
-
-def _gather_fused(mesh_shape, lattice_shape, halo, block, displacement):
-    static = (tuple(mesh_shape), tuple(lattice_shape), tuple(halo))
-    return _gather_fused_impl(static, block, displacement)
+    spatial, channels = block.shape[:3], block.shape[3:]
+    corners, n_out = _corners(displacement, mesh_shape, lattice_shape, spatial, halo)
+    table = block.reshape((math.prod(spatial), *channels))
+    values = 0.0
+    for flat, w, _ in corners:
+        w = w.reshape(w.shape + (1,) * len(channels)).astype(block.dtype)
+        values = values + w * table[flat]
+    return values, n_out
 
 
 def _gather_fwd(static, block, displacement):
-    return _gather_fused_impl(static, block, displacement), (block, displacement)
+    return _gather_fused(static, block, displacement), (block, displacement)
 
 
 def _gather_bwd(static, res, cts):
     mesh_shape, lattice_shape, halo = static
     block, displacement = res
-    ct_values = cts[0].astype(block.dtype)  # (l..., *C)
     spatial, channels = block.shape[:3], block.shape[3:]
-    flat, dw = _weight_gradients(displacement, mesh_shape, lattice_shape, spatial, halo)
-    _, w, _ = _stencil(displacement, mesh_shape, lattice_shape, spatial, halo)
     n_ch = math.prod(channels)
-    # Mesh cotangent: deposit every channel of the cotangent with the CIC weights.
-    upd = w[..., None] * ct_values.reshape((*ct_values.shape[:3], n_ch))[None]
-    ct_block = (
-        jnp.zeros((math.prod(spatial), n_ch), block.dtype)
-        .at[flat.reshape(-1)]
-        .add(upd.reshape(-1, n_ch))
-        .reshape(block.shape)
-    )
+    ct = cts[0].astype(block.dtype).reshape((*displacement.shape[:3], n_ch))  # (l..., C)
+    corners, _ = _corners(displacement, mesh_shape, lattice_shape, spatial, halo)
+    # Mesh cotangent: every channel of the cotangent deposited with the CIC weights.
+    ct_block = _scatter_corners(corners, ct, math.prod(spatial), block.dtype)
     # Displacement cotangent: sum over corners and channels of value * ct * dw/dd.
-    vals = block.reshape((math.prod(spatial), n_ch))[flat]  # (8, l..., C)
-    proj = jnp.sum(vals * ct_values.reshape((*ct_values.shape[:3], n_ch))[None], axis=-1)
-    ct_disp = jnp.sum(proj[..., None] * dw, axis=0).astype(displacement.dtype)
-    return ct_block, ct_disp
+    table = block.reshape((math.prod(spatial), n_ch))
+    ct_disp = 0.0
+    for flat, _, dw in corners:
+        proj = jnp.sum(table[flat] * ct, axis=-1)
+        ct_disp = ct_disp + jnp.stack([proj * g for g in dw], axis=-1)
+    return ct_block.reshape(block.shape), ct_disp.astype(displacement.dtype)
 
 
-_gather_fused_impl.defvjp(_gather_fwd, _gather_bwd)
+_gather_fused.defvjp(_gather_fwd, _gather_bwd)
 
 
 # -------------------------------------------------------------------------------------
