@@ -78,14 +78,20 @@ def rel(a, b):
     return float(jnp.linalg.norm(jnp.ravel(a - b)) / jnp.linalg.norm(jnp.ravel(b)))
 
 
+def adjoint_inputs():
+    """The white noise and Ω_c every gradient of this module and test_adjoints_more.py
+    is taken at."""
+    return white_noise(jax.random.key(3), (N, N, N)), jnp.asarray(Planck18().Omega_c)
+
+
 @pytest.fixture(scope="module")
 def noise():
-    return white_noise(jax.random.key(3), (N, N, N))
+    return adjoint_inputs()[0]
 
 
 @pytest.fixture(scope="module")
 def omega_c():
-    return jnp.asarray(Planck18().Omega_c)
+    return adjoint_inputs()[1]
 
 
 def key(name, adjoint, dtype="float64"):
@@ -120,20 +126,22 @@ def observer_loss(adjoint):
     return loss
 
 
-@pytest.fixture(scope="module")
-def results(noise, omega_c):
-    """Every gradient, jvp and finite-difference loss of this module, in ONE jitted function.
+def gradient_results(noise, omega_c, names):
+    """Every gradient, jvp and finite-difference loss for the solvers `names`, in ONE
+    jitted function (the float32 and observer cases with "fastpm").
 
     Each adjoint still runs its own code path (its own custom_vjp / backward scan); putting
     them in one program only shares XLA's fixed per-compile cost (the runtime on small CPUs
-    is ~10 s of compilation per gradient, ~0.05 s of execution).
+    is ~10 s of compilation per gradient, ~0.05 s of execution). The solvers are split
+    over two test modules so that pytest-xdist compiles them on two workers.
     """
     v = jax.random.normal(jax.random.key(8), noise.shape)
     v_fd = jax.random.normal(jax.random.key(7), noise.shape)
 
     def everything(noise, omega_c):
         out = {}
-        for name, solver in SOLVERS.items():
+        for name in names:
+            solver = SOLVERS[name]
             for adjoint in [REFERENCE] + [a for n, a in CASES if n == name]:
                 loss = make_loss(solver, adjoint)
                 out[key(name, adjoint)] = jax.value_and_grad(loss, argnums=(0, 1))(noise, omega_c)
@@ -149,22 +157,22 @@ def results(noise, omega_c):
             ns = jnp.stack([noise + FD_EPS * v_fd, noise - FD_EPS * v_fd, noise, noise])
             os_ = jnp.stack([omega_c, omega_c, omega_c + eps_o, omega_c - eps_o])
             out[f"fd-{name}"] = jax.vmap(make_loss(solver, REFERENCE))(ns, os_)
-        for name, adjoint in [("fastpm", REFERENCE), *F32_CASES]:
-            loss = make_loss(SOLVERS[name], adjoint)
-            out[key(name, adjoint, "float32")] = jax.value_and_grad(loss, argnums=(0, 1))(
-                noise.astype("float32"), omega_c
-            )
-        for adjoint in (REFERENCE, Reversible()):
-            out[f"observer-{adjoint!r}"] = jax.grad(observer_loss(adjoint), argnums=(0, 1))(
-                noise, omega_c
-            )
+        if "fastpm" in names:
+            for name, adjoint in [("fastpm", REFERENCE), *F32_CASES]:
+                loss = make_loss(SOLVERS[name], adjoint)
+                out[key(name, adjoint, "float32")] = jax.value_and_grad(loss, argnums=(0, 1))(
+                    noise.astype("float32"), omega_c
+                )
+            for adjoint in (REFERENCE, Reversible()):
+                out[f"observer-{adjoint!r}"] = jax.grad(observer_loss(adjoint), argnums=(0, 1))(
+                    noise, omega_c
+                )
         return out
 
     return v, v_fd, jax.jit(everything)(noise, omega_c)
 
 
-@pytest.mark.parametrize(("name", "adjoint"), CASES, ids=[f"{n}-{a}" for n, a in CASES])
-def test_gradients_match_checkpointed_float64(results, name, adjoint):
+def check_gradient_float64(results, name, adjoint):
     out = results[2]
     v_ref, (g_ref, o_ref) = out[key(name, REFERENCE)]
     v, (g, o) = out[key(name, adjoint)]
@@ -172,6 +180,39 @@ def test_gradients_match_checkpointed_float64(results, name, adjoint):
     tol = DIFFRAX_BACKSOLVE_RTOL if (name, adjoint) == ("diffrax", Backsolve()) else GRAD_RTOL_F64
     np.testing.assert_allclose(v, v_ref, rtol=1e-12)
     assert rel(g, g_ref) < tol and rel(o, o_ref) < tol, (rel(g, g_ref), rel(o, o_ref))
+
+
+def check_finite_differences(results, omega_c, name):
+    _, v, out = results
+    _, (g, o) = out[key(name, REFERENCE)]
+    up, down, o_up, o_down = out[f"fd-{name}"]
+    np.testing.assert_allclose(jnp.vdot(g, v), (up - down) / (2 * FD_EPS), rtol=FD_RTOL)
+    np.testing.assert_allclose(o, (o_up - o_down) / (2 * FD_EPS * omega_c), rtol=FD_RTOL)
+
+
+def check_jvp_dot_vjp(results, name, adjoint):
+    """jvp (forward mode through plain autodiff) · v == v · vjp (the adjoint under test)."""
+    v, _, out = results
+    _, (g, o) = out[key(name, adjoint)]
+    tol = DIFFRAX_BACKSOLVE_RTOL if (name, adjoint) == ("diffrax", Backsolve()) else DOT_RTOL
+    np.testing.assert_allclose(jnp.vdot(g, v) + JVP_TANGENT_OMEGA * o, out[f"jvp-{name}"], rtol=tol)
+
+
+# This module: the FastPM solver (and the float32 and observer cases);
+# test_adjoints_more.py: leapfrog and diffrax.
+HERE = ("fastpm",)
+HERE_CASES = [c for c in CASES if c[0] in HERE]
+IDS = [f"{n}-{a}" for n, a in HERE_CASES]
+
+
+@pytest.fixture(scope="module")
+def results(noise, omega_c):
+    return gradient_results(noise, omega_c, HERE)
+
+
+@pytest.mark.parametrize(("name", "adjoint"), HERE_CASES, ids=IDS)
+def test_gradients_match_checkpointed_float64(results, name, adjoint):
+    check_gradient_float64(results, name, adjoint)
 
 
 @pytest.mark.parametrize(("name", "adjoint"), F32_CASES, ids=[f"{n}-{a}" for n, a in F32_CASES])
@@ -183,22 +224,14 @@ def test_gradients_match_checkpointed_float32(results, name, adjoint):
     assert rel(g, g_ref) < GRAD_RTOL_F32 and rel(o, o_ref) < GRAD_RTOL_F32
 
 
-@pytest.mark.parametrize("name", list(SOLVERS))
+@pytest.mark.parametrize("name", HERE)
 def test_gradient_matches_finite_differences(results, omega_c, name):
-    _, v, out = results
-    _, (g, o) = out[key(name, REFERENCE)]
-    up, down, o_up, o_down = out[f"fd-{name}"]
-    np.testing.assert_allclose(jnp.vdot(g, v), (up - down) / (2 * FD_EPS), rtol=FD_RTOL)
-    np.testing.assert_allclose(o, (o_up - o_down) / (2 * FD_EPS * omega_c), rtol=FD_RTOL)
+    check_finite_differences(results, omega_c, name)
 
 
-@pytest.mark.parametrize(("name", "adjoint"), CASES, ids=[f"{n}-{a}" for n, a in CASES])
+@pytest.mark.parametrize(("name", "adjoint"), HERE_CASES, ids=IDS)
 def test_jvp_dot_vjp(results, name, adjoint):
-    """jvp (forward mode through plain autodiff) · v == v · vjp (the adjoint under test)."""
-    v, _, out = results
-    _, (g, o) = out[key(name, adjoint)]
-    tol = DIFFRAX_BACKSOLVE_RTOL if (name, adjoint) == ("diffrax", Backsolve()) else DOT_RTOL
-    np.testing.assert_allclose(jnp.vdot(g, v) + JVP_TANGENT_OMEGA * o, out[f"jvp-{name}"], rtol=tol)
+    check_jvp_dot_vjp(results, name, adjoint)
 
 
 def _temp_bytes(adjoint, n_steps):

@@ -356,14 +356,35 @@ def growth_table(
     )
 
 
+_ONE_HOT_MAX_POINTS = 64
+
+
 def _hermite(table: GrowthTable, values, slopes, lna):
     """Cubic Hermite interpolation on the uniform ln a grid (values and exact slopes)."""
     t = (lna - table.log_a_min) / table.step
     i = jnp.clip(jnp.floor(t).astype(int), 0, table.num_nodes - 2)
     s = t - i
     h = table.step
-    y0, y1 = values[..., i], values[..., i + 1]
-    m0, m1 = slopes[..., i] * h, slopes[..., i + 1] * h
+    # Node values by one-hot sums rather than `values[..., i]`: the transpose of dynamic
+    # indexing (a dynamic_update_slice) rejects the "unreduced" scalar cotangents that JAX
+    # produces when the result multiplies explicitly sharded arrays (float32, sharded
+    # particles: the sum over particles is still pending there).
+    # (For many points at once, e.g. one per particle, the one-hot arrays would be large:
+    # plain indexing is used there.)
+    if i.size <= _ONE_HOT_MAX_POINTS:
+        nodes = jnp.arange(table.num_nodes)
+        hot0 = (nodes == jnp.expand_dims(i, -1)).astype(values.dtype)
+        hot1 = (nodes == jnp.expand_dims(i + 1, -1)).astype(values.dtype)
+
+        def pick(v, hot):
+            v = jnp.expand_dims(v, tuple(range(v.ndim - 1, v.ndim - 1 + i.ndim)))
+            return jnp.sum(v * hot, -1)
+
+        y0, y1 = pick(values, hot0), pick(values, hot1)
+        m0, m1 = pick(slopes, hot0) * h, pick(slopes, hot1) * h
+    else:
+        y0, y1 = values[..., i], values[..., i + 1]
+        m0, m1 = slopes[..., i] * h, slopes[..., i + 1] * h
     s2, s3 = s * s, s * s * s
     return (
         (2 * s3 - 3 * s2 + 1) * y0
