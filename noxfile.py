@@ -299,5 +299,5 @@ def gpu(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks in the current interpreter; tables go to benchmarks/results/."""
     env = _current_interpreter_env()
-    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+    for script in sorted((ROOT / "benchmarks").glob("[!_]*.py")):  # _*.py: shared helpers
         session.run("python", str(script), *session.posargs, env=env)

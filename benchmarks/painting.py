@@ -15,22 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
-import time
 import traceback
 
 import jax
 import jax.numpy as jnp
-
-
-def timeit(f, *args, repeats=10):
-    jax.block_until_ready(f(*args))
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from _timing import timeit
 
 
 def positions(n, disp):

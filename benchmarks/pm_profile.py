@@ -12,25 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
+from _timing import timeit
 
 from fmt_cosmo import Planck18
 from fmt_dynamics import cic_paint, cic_read, force_mesh, lpt, pm_forces
 from fmt_fields import linear_field, white_noise
-
-
-def timeit(f, *args, repeats=10):
-    jax.block_until_ready(f(*args))
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main() -> None:

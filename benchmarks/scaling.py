@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import timeit
+from dynamics import BOX_PER_CELL, power
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -35,15 +36,9 @@ from fmt_cosmo import Planck18
 from fmt_dynamics import FastPM, Reversible, density_from_displacement, lpt, nbody
 from fmt_fields import linear_field, white_noise
 
-CELL = 4.0  # Mpc/h
-
-
-def power(k):
-    return 2.0e4 * (k / 0.02) / (1.0 + (k / 0.02) ** 2.5)
-
 
 def model(shape, steps):
-    box = tuple(CELL * n for n in shape)
+    box = tuple(BOX_PER_CELL * n for n in shape)
     a = np.linspace(0.1, 1.0, steps + 1)
 
     def loss(noise, omega_c):
@@ -53,16 +48,6 @@ def model(shape, steps):
         return jnp.sum(density_from_displacement(out.displacement) ** 2)
 
     return loss
-
-
-def timed(compiled, args, repeats):
-    jax.block_until_ready(compiled(*args))
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def run_case(shape, n_dev, steps, repeats):
@@ -83,7 +68,7 @@ def run_case(shape, n_dev, steps, repeats):
                 row[f"{name}_peak_bytes_per_device"] = int(
                     mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
                 )
-            row[f"{name}_s"] = timed(compiled, (noise, omega_c), repeats)
+            row[f"{name}_s"] = timeit(compiled, noise, omega_c, repeats=repeats)
         except Exception as err:  # out of memory: record it, go on
             row[f"{name}_error"] = f"{type(err).__name__}: {str(err)[:160]}"
         stats = [d.memory_stats() or {} for d in devices]
