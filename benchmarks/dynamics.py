@@ -35,6 +35,7 @@ import numpy as np
 
 from fmt_cosmo import Planck18, to_jax_cosmo
 from fmt_dynamics import (
+    CIC_METHODS,
     Backsolve,
     Checkpointed,
     DiffraxODE,
@@ -187,7 +188,7 @@ def main() -> None:
     parser.add_argument("--no-jaxpm", action="store_true", help="skip the jaxpm reference")
     parser.add_argument("--only", nargs="*", default=None, help="e.g. fastpm-reversible")
     parser.add_argument(
-        "--cic-method", default=None, choices=["reference", "fused"], help="default: per backend"
+        "--cic-method", default=None, choices=list(CIC_METHODS), help="default: per backend"
     )
     parser.add_argument(
         "--merge",

@@ -137,24 +137,29 @@ def _fd_check(fun, x, v):
 
 
 def test_gradients(disp, rng):
+    # Forward mode needs the reference kernels (the others are custom_vjp, reverse only;
+    # their vjps are compared with the reference's in test_fast_methods_equal_reference).
     small = disp * 0.2
     v = jnp.asarray(rng.normal(size=small.shape))
     m = jnp.asarray(rng.normal(size=(N, N, N)))
     w = jnp.asarray(rng.normal(size=(N, N, N)))
-    _fd_check(lambda d: cic_paint(d, weights=w), small, v)
-    _fd_check(lambda d: cic_read(m, d), small, v)
+    ref = "reference"
+    _fd_check(lambda d: cic_paint(d, weights=w, method=ref), small, v)
+    _fd_check(lambda d: cic_read(m, d, method=ref), small, v)
     # Linear in the weights and in the mesh: transposes of each other.
-    _fd_check(lambda ww: cic_paint(small, weights=ww), w, m)
-    _fd_check(lambda mm: cic_read(mm, small), m, w)
+    _fd_check(lambda ww: cic_paint(small, weights=ww, method=ref), w, m)
+    _fd_check(lambda mm: cic_read(mm, small, method=ref), m, w)
 
 
-# The "fused" kernels (hand-written vjps, the GPU default) against the reference: the same
-# forward arithmetic, and backward passes that differ only in summation order.
+# The "fused" (XLA) and "pallas" (Pallas/Triton; Pallas' interpreter on CPUs) kernels with
+# hand-written vjps against the reference: the same forward arithmetic, and backward
+# passes that differ only in summation order.
 FUSED_RTOL = 1e-12
 
 
+@pytest.mark.parametrize("method", ["fused", "pallas"])
 @pytest.mark.parametrize("mesh_shape", [None, (12, 20, 16)])
-def test_fused_method_equals_reference(disp, rng, mesh_shape):
+def test_fast_methods_equal_reference(disp, rng, mesh_shape, method):
     shape = mesh_shape or (N, N, N)
     w = jnp.asarray(rng.uniform(size=(N, N, N)))
     m1 = jnp.asarray(rng.normal(size=shape))
@@ -177,7 +182,7 @@ def test_fused_method_equals_reference(disp, rng, mesh_shape):
             jax.value_and_grad(read1, argnums=(0, 1))(m1, disp),
         ]
 
-    ref, fused = losses("reference"), losses("fused")
+    ref, fused = losses("reference"), losses(method)
     for (v_ref, g_ref), (v_fused, g_fused) in zip(ref, fused, strict=True):
         np.testing.assert_allclose(float(v_fused), float(v_ref), rtol=FUSED_RTOL)
         for a, b in zip(g_fused, g_ref, strict=True):
@@ -187,4 +192,54 @@ def test_fused_method_equals_reference(disp, rng, mesh_shape):
 
 def test_unknown_method_is_rejected(disp):
     with pytest.raises(ValueError, match="method must be one of"):
-        cic_paint(disp, method="pallas")
+        cic_paint(disp, method="triton")
+
+
+@pytest.mark.parametrize("halo", [(3, 0), (2, 4)])
+def test_pallas_halo_blocks_equal_reference(rng, halo):
+    """The local kernels on a padded block (the sharded path's inner step, one device):
+    clouds inside the padding, and clouds clamped at its edge, as the reference does."""
+    from fmt_dynamics._src import painting
+
+    lattice, mesh = (6, 4, 5), (12, 8, 10)  # one device's particles, the global mesh
+    block = (6 + 2 * halo[0], 8 + 2 * halo[1], 10)  # its padded block (axes 0, 1 split)
+    d = jnp.asarray(rng.normal(scale=2.0, size=(*lattice, 3)))
+    w = jnp.asarray(rng.uniform(size=lattice))
+    table = jnp.asarray(rng.normal(size=(*block, 3)))
+    ct_mesh = jnp.asarray(rng.normal(size=block))
+    ct_read = jnp.asarray(rng.normal(size=(*lattice, 3)))
+
+    def both(method):
+        def paint(d, w):
+            out, n_out = painting._deposit(d, w, mesh, lattice, block, halo, method)
+            return jnp.sum(out * ct_mesh), n_out
+
+        def read(t, d):
+            out, n_out = painting._gather(t, d, mesh, lattice, halo, method)
+            return jnp.sum(out * ct_read), n_out
+
+        return (
+            jax.value_and_grad(paint, argnums=(0, 1), has_aux=True)(d, w),
+            jax.value_and_grad(read, argnums=(0, 1), has_aux=True)(table, d),
+        )
+
+    ref, pal = both("reference"), both("pallas")
+    assert int(ref[0][0][1]) > 0  # some clouds leave the padded block (clamped, counted)
+    for a, b in zip(jax.tree.leaves(pal), jax.tree.leaves(ref), strict=True):
+        scale = float(jnp.max(jnp.abs(b))) or 1.0
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=FUSED_RTOL * scale)
+
+
+@pytest.mark.parametrize(
+    ("backend", "flags", "available", "expected"),
+    [
+        ("cpu", "", True, "reference"),
+        ("gpu", "", True, "pallas"),
+        ("cuda", "--xla_gpu_deterministic_ops=true", True, "fused"),
+        ("gpu", "", False, "fused"),
+    ],
+)
+def test_default_method_by_backend(backend, flags, available, expected):
+    from fmt_dynamics._src.painting import _pick_method
+
+    assert _pick_method(backend, flags, available) == expected

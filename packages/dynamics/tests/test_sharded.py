@@ -14,6 +14,7 @@ from jax.sharding import PartitionSpec as P
 
 import fmt_cosmo
 from fmt_dynamics import cic_paint, cic_read, lpt, pm_forces
+from fmt_dynamics._src._pallas_cic import pallas_available
 
 pytestmark = pytest.mark.multidevice
 
@@ -35,6 +36,10 @@ def _grids():
 
 
 GRIDS = _grids()
+# The Pallas kernels run inside `shard_map` on GPUs only (Pallas' CPU interpreter does not
+# support varying manual axes); their halo arithmetic is tested on one device in
+# test_painting.py::test_pallas_halo_blocks_equal_reference.
+METHODS = ("reference", "fused") + (("pallas",) if pallas_available() else ())
 
 
 @pytest.fixture(scope="module", params=GRIDS, ids=[f"{a}x{b}" for a, b in GRIDS])
@@ -76,7 +81,7 @@ def _everything(cosmo, table):
 
         lpt_disp, lpt_mom = lpt(cosmo, delta, 0.5, order=2, table=table)
         grads = {}
-        for m in ("reference", "fused"):
+        for m in METHODS:
             g_disp, g_w = jax.grad(loss_cic, argnums=(0, 1))(disp, weights, m)
             grads |= {f"grad_cic_{m}_disp": g_disp, f"grad_cic_{m}_weights": g_w}
         return grads | {

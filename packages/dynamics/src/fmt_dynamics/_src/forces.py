@@ -89,6 +89,7 @@ def pm_forces(
     compensate: bool = False,
     gradient: str = "fd4",
     halo: int | tuple[int, int] | None = None,
+    cic_method: str | None = None,
 ) -> Float[Array, "nx ny nz 3"]:
     """PM accelerations at the particles, -∇∇⁻²δ in grid units.
 
@@ -105,6 +106,9 @@ def pm_forces(
         compensate: deconvolve the CIC window of painting and of reading (W(k)²).
         gradient: "fd4" (default, as JaxPM 0.1.6) or "exact"; see `force_mesh`.
         halo: halo width for the sharded paint and read; see `cic_paint`.
+        cic_method: local CIC kernels of the paint and the read (`cic_paint`'s `method`);
+            None for `default_cic_method()`. The GPU defaults ("pallas", "fused") are
+            reverse-mode only: pass "reference" for forward-mode derivatives (`jax.jvp`).
 
     Returns:
         (nx, ny, nz, 3) accelerations in cells (same dtype and layout as `displacement`).
@@ -130,8 +134,8 @@ def pm_forces(
                 f"mesh_shape {mesh_shape} does not suit the distributed FFT on the device grid "
                 f"{p0}x{p1} of displacement: X and Y must be divisible by {p0}, Y and Z by {p1}"
             )
-    rho = cic_paint(displacement, mesh_shape, halo=halo)
+    rho = cic_paint(displacement, mesh_shape, halo=halo, method=cic_method)
     mean = (lattice[0] * lattice[1] * lattice[2]) / (mesh_shape[0] * mesh_shape[1] * mesh_shape[2])
     delta = rho / mean - 1.0
     forces = force_mesh(delta, r_split=r_split, compensate=compensate, gradient=gradient)
-    return cic_read(forces, displacement, halo=halo)
+    return cic_read(forces, displacement, halo=halo, method=cic_method)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from typing import Any
 
 import equinox as eqx
@@ -33,6 +34,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float
 
 from ._fourier import cic_deconvolve
+from ._pallas_cic import pallas_available, pallas_cic
 
 __all__ = ["CIC_METHODS", "DEFAULT_HALO", "cic_paint", "cic_read", "default_cic_method"]
 
@@ -276,15 +278,30 @@ def halo_of(halo, axis: int) -> int:
 #   built), and hand-written backward passes that recompute them from the inputs, which
 #   are all they keep. The vjp of a deposit is a sum of gathers, the vjp of a read a
 #   multi-channel deposit plus a sum of gathers. Leaner and faster on GPUs.
-CIC_METHODS = ("reference", "fused")
-_DEFAULT_METHOD: str | None = None  # None: "fused" on GPUs, "reference" elsewhere
+# - "pallas": the same custom vjps with Pallas (Triton) kernels, one GPU thread per
+#   particle doing all 8 corners (`_pallas_cic.py`): a read's vjp (mesh and displacement
+#   cotangents) is one pass. GPUs only (elsewhere Pallas' interpreter runs it, for tests);
+#   first-order gradients only (the kernels have no derivatives of their own).
+CIC_METHODS = ("reference", "fused", "pallas")
+_DEFAULT_METHOD: str | None = None  # None: see default_cic_method
+
+
+def _pick_method(backend: str, xla_flags: str, pallas: bool) -> str:
+    if backend not in ("gpu", "cuda", "rocm"):
+        return "reference"
+    if "--xla_gpu_deterministic_ops=true" in xla_flags or not pallas:
+        return "fused"
+    return "pallas"
 
 
 def default_cic_method() -> str:
-    """The local CIC implementation used when `method=None` (see `CIC_METHODS`)."""
+    """The local CIC implementation used when `method=None` (see `CIC_METHODS`):
+    "pallas" on GPUs, "fused" on GPUs when XLA is asked for deterministic ops
+    (`--xla_gpu_deterministic_ops=true`: Pallas' atomics are not) or Pallas' Triton
+    backend is missing, "reference" elsewhere."""
     if _DEFAULT_METHOD is not None:
         return _DEFAULT_METHOD
-    return "fused" if jax.default_backend() in ("gpu", "cuda", "rocm") else "reference"
+    return _pick_method(jax.default_backend(), os.environ.get("XLA_FLAGS", ""), pallas_available())
 
 
 def _check_method(method) -> str:
@@ -300,6 +317,13 @@ def _deposit(displacement, weights, mesh_shape, lattice_shape, block_shape, halo
     if method == "fused":
         static = (tuple(mesh_shape), tuple(lattice_shape), tuple(block_shape), tuple(halo))
         return _deposit_fused(static, displacement, weights)
+    if method == "pallas":
+        static = (tuple(mesh_shape), tuple(lattice_shape), tuple(block_shape), tuple(halo))
+        if weights is not None:
+            dtype = jnp.result_type(displacement, weights)
+            displacement, weights = displacement.astype(dtype), weights.astype(dtype)
+        n_out = _count_outside(displacement, mesh_shape, lattice_shape, block_shape, halo)
+        return _deposit_pallas(static, displacement, weights), n_out
     return _deposit_ref(displacement, weights, mesh_shape, lattice_shape, block_shape, halo)
 
 
@@ -308,6 +332,12 @@ def _gather(block, displacement, mesh_shape, lattice_shape, halo, method):
     if method == "fused":
         static = (tuple(mesh_shape), tuple(lattice_shape), tuple(halo))
         return _gather_fused(static, block, displacement)
+    if method == "pallas":
+        static = (tuple(mesh_shape), tuple(lattice_shape), tuple(halo))
+        n_out = _count_outside(displacement, mesh_shape, lattice_shape, block.shape[:3], halo)
+        dtype = jnp.result_type(block, displacement)
+        out = _gather_pallas(static, block.astype(dtype), displacement.astype(dtype))
+        return out.astype(block.dtype), n_out
     return _gather_ref(block, displacement, mesh_shape, lattice_shape, halo)
 
 
@@ -411,6 +441,67 @@ def _gather_bwd(static, res, cts):
 
 
 _gather_fused.defvjp(_gather_fwd, _gather_bwd)
+
+
+def _count_outside(displacement, mesh_shape, lattice_shape, block_shape, halo):
+    """Number of particles whose cloud leaves the padded block (0 without halo)."""
+    if not any(halo):
+        return jnp.zeros((), jnp.int32)
+    _, _, outside = _axes(displacement, mesh_shape, lattice_shape, block_shape, halo)
+    return lax.stop_gradient(jnp.sum(outside, dtype=jnp.int32))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _deposit_pallas(static, displacement, weights):
+    block_shape = static[2]
+    extra = () if weights is None else (weights,)
+    out = pallas_cic("deposit", static, 1, displacement, *extra, has_w=weights is not None)
+    return out.reshape(block_shape)
+
+
+def _deposit_pallas_fwd(static, displacement, weights):
+    return _deposit_pallas(static, displacement, weights), (displacement, weights)
+
+
+def _deposit_pallas_bwd(static, res, ct):
+    displacement, weights = res
+    ct = ct.astype(displacement.dtype)
+    if weights is None:
+        (ct_disp,) = pallas_cic("paint_bwd", static, 1, displacement, ct)
+        return ct_disp.reshape(displacement.shape), None
+    ct_disp, ct_w = pallas_cic("paint_bwd", static, 1, displacement, ct, weights, has_w=True)
+    return ct_disp.reshape(displacement.shape), ct_w.reshape(weights.shape)
+
+
+_deposit_pallas.defvjp(_deposit_pallas_fwd, _deposit_pallas_bwd)
+
+
+def _gather_static(static, block):
+    mesh_shape, lattice_shape, halo = static
+    return (mesh_shape, lattice_shape, tuple(block.shape[:3]), halo)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _gather_pallas(static, block, displacement):
+    n_ch = math.prod(block.shape[3:])
+    out = pallas_cic("read", _gather_static(static, block), n_ch, displacement, block)
+    return out.reshape(displacement.shape[:3] + block.shape[3:])
+
+
+def _gather_pallas_fwd(static, block, displacement):
+    return _gather_pallas(static, block, displacement), (block, displacement)
+
+
+def _gather_pallas_bwd(static, res, ct):
+    block, displacement = res
+    n_ch = math.prod(block.shape[3:])
+    ct_disp, ct_block = pallas_cic(
+        "read_bwd", _gather_static(static, block), n_ch, displacement, block, ct.astype(block.dtype)
+    )
+    return ct_block.reshape(block.shape), ct_disp.reshape(displacement.shape)
+
+
+_gather_pallas.defvjp(_gather_pallas_fwd, _gather_pallas_bwd)
 
 
 # -------------------------------------------------------------------------------------
@@ -535,9 +626,10 @@ def cic_paint(
             Ignored on one device.
         compensate: deconvolve the CIC window, dividing the mesh's Fourier modes by
             W(k) = prod_i sinc^2(k_i / 2) (k in radians per cell; Jing 2005, p = 2).
-        method: local kernel, "reference" or "fused" (`CIC_METHODS`: equal values and
-            gradients to rounding; "fused" has hand-written vjps that keep no stencil
-            residuals); None picks `default_cic_method()` ("fused" on GPUs).
+        method: local kernel, "reference", "fused" or "pallas" (`CIC_METHODS`: equal
+            values and gradients to rounding; "fused" and "pallas" have hand-written vjps
+            that keep no stencil residuals, "pallas" runs Pallas/Triton kernels on GPUs and
+            has first-order gradients only); None picks `default_cic_method()`.
 
     Returns:
         (Nx, Ny, Nz) mesh of painted mass per cell, dtype of `displacement`.
