@@ -25,10 +25,12 @@ from fmt_fields import (
 __all__ = [
     "GRADIENTS",
     "cic_deconvolve",
+    "fd4_gradient",
     "fft",
     "first_derivative",
     "ifft",
     "inverse_laplacian_kernel",
+    "is_split",
     "second_derivative",
     "sharding",
     "wavevectors_cells",
@@ -42,6 +44,23 @@ GRADIENTS = ("fd4", "exact")
 def sharding(x) -> Any:
     """The sharding a real-space mesh carries in its type (what fmt-fields reads)."""
     return jax.typeof(x).sharding
+
+
+def is_split(x) -> bool:
+    """Whether a mesh's type says it is split over devices (explicit-axes sharding)."""
+    spec = getattr(sharding(x), "spec", None)
+    return spec is not None and any(entry is not None for entry in spec)
+
+
+def fd4_gradient(x, axis: int):
+    """The "fd4" derivative along `axis` in real space: the periodic 4-point stencil
+    (8 (x[i+1] - x[i-1]) - (x[i+2] - x[i-2])) / 12, whose Fourier multiplier is
+    exactly `first_derivative(..., "fd4")`, i (8 sin k - sin 2k) / 6."""
+
+    def at(shift):  # x[i + shift]
+        return jnp.roll(x, -shift, axis=axis)
+
+    return (8.0 * (at(1) - at(-1)) - (at(2) - at(-2))) / 12.0
 
 
 def _real_dtype(x):

@@ -35,6 +35,7 @@ from jaxtyping import Array, Float
 
 from ._fourier import cic_deconvolve
 from ._pallas_cic import pallas_available, pallas_cic
+from ._pallas_cic import width as pallas_width
 
 __all__ = ["CIC_METHODS", "DEFAULT_HALO", "cic_paint", "cic_read", "default_cic_method"]
 
@@ -476,29 +477,52 @@ def _deposit_pallas_bwd(static, res, ct):
 _deposit_pallas.defvjp(_deposit_pallas_fwd, _deposit_pallas_bwd)
 
 
-def _gather_static(static, block):
+def _table(block):
+    """A block's channels as the Pallas kernels read them: (X, Y, Z, width) with the
+    channels padded to `width(C)` (one vector load per corner)."""
+    n_ch = math.prod(block.shape[3:])
+    table = block.reshape((*block.shape[:3], n_ch))
+    pad = pallas_width(n_ch) - n_ch
+    return jnp.pad(table, ((0, 0),) * 3 + ((0, pad),)) if pad else table
+
+
+def _gather_static(static, table):
     mesh_shape, lattice_shape, halo = static
-    return (mesh_shape, lattice_shape, tuple(block.shape[:3]), halo)
+    return (mesh_shape, lattice_shape, tuple(table.shape[:3]), halo)
+
+
+def _gather_pallas_run(static, table, displacement, channels):
+    n_ch = math.prod(channels)
+    out = pallas_cic("read", _gather_static(static, table), n_ch, displacement, table)
+    return out.reshape(displacement.shape[:3] + channels)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _gather_pallas(static, block, displacement):
-    n_ch = math.prod(block.shape[3:])
-    out = pallas_cic("read", _gather_static(static, block), n_ch, displacement, block)
-    return out.reshape(displacement.shape[:3] + block.shape[3:])
+    return _gather_pallas_run(static, _table(block), displacement, block.shape[3:])
 
 
 def _gather_pallas_fwd(static, block, displacement):
-    return _gather_pallas(static, block, displacement), (block, displacement)
+    table = _table(block)  # kept padded: the backward pass reads it again
+    out = _gather_pallas_run(static, table, displacement, block.shape[3:])
+    return out, (table, displacement)
 
 
 def _gather_pallas_bwd(static, res, ct):
-    block, displacement = res
-    n_ch = math.prod(block.shape[3:])
-    ct_disp, ct_block = pallas_cic(
-        "read_bwd", _gather_static(static, block), n_ch, displacement, block, ct.astype(block.dtype)
+    table, displacement = res
+    channels = ct.shape[3:]
+    n_ch = math.prod(channels)
+    ct_disp, ct_table = pallas_cic(
+        "read_bwd",
+        _gather_static(static, table),
+        n_ch,
+        displacement,
+        table,
+        ct.astype(table.dtype),
     )
-    return ct_block.reshape(block.shape), ct_disp.reshape(displacement.shape)
+    if n_ch > 1:
+        ct_table = ct_table[:, :n_ch]
+    return ct_table.reshape(table.shape[:3] + channels), ct_disp.reshape(displacement.shape)
 
 
 _gather_pallas.defvjp(_gather_pallas_fwd, _gather_pallas_bwd)
