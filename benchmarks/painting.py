@@ -1,11 +1,14 @@
-"""CIC deposit variants on the current device: why fmt-dynamics keeps XLA's scatter.
+"""CIC deposit variants on the current device, against fmt-dynamics' own kernels.
 
-Times, for random displacements of rms 0.3 and 3 cells (particles = mesh), the deposit as
-implemented in fmt-dynamics (corner-major flat scatter-add), particle-major order, eight
-per-corner scatters, sorting by cell first, a sorted segment sum, and a Pallas/Triton
-kernel with atomic adds (GPU only; blocks of 256/1024/4096 particles); plus a 3-channel
-CIC read and a real FFT for scale. Each variant's max deviation from the reference is
-printed. Writes `painting.json` to --output.
+Times, for random displacements of rms 0.3 and 3 cells (particles = mesh), the library's
+`cic_paint` with each local method it offers here ("reference" XLA scatter, "fused" XLA
+per-corner kernels, and on GPUs "pallas": Pallas/Triton kernels with vector atomics and
+merged z-neighbours), and the exploratory variants that led to them: corner-major and
+particle-major flat scatter-adds, eight per-corner scatters, sorting by cell first, a
+sorted segment sum, and a plain Pallas kernel with one scalar atomic per corner (GPU only;
+blocks of 256/1024/4096 particles); plus a 3-channel CIC read and a real FFT for scale.
+Each variant's max deviation from the reference is printed. Writes `painting.json` to
+--output.
 
 Usage: python benchmarks/painting.py [--meshes 128 256] [--output DIR]
 """
@@ -20,6 +23,9 @@ import traceback
 import jax
 import jax.numpy as jnp
 from _timing import timeit
+
+from fmt_dynamics import CIC_METHODS, cic_paint
+from fmt_dynamics._src._pallas_cic import pallas_available
 
 
 def positions(n, disp):
@@ -149,6 +155,9 @@ def main():
         "sorted_first_corner": dep_sorted,
         "segment_sorted": dep_segment_sorted,
     }
+    for method in CIC_METHODS:
+        if method != "pallas" or pallas_available():
+            variants[f"fmt_{method}"] = lambda d, n, m=method: cic_paint(d, method=m)
     for blk in (256, 1024, 4096) if gpu else ():  # Triton atomics: GPUs only
         variants[f"pallas_{blk}"] = make_pallas(blk)
     results = []

@@ -314,6 +314,18 @@ def _kdk_reversible_bwd(
     x_end = s_end[0]
     _, vjp_end = jax.vjp(force, x_end, cosmo)
     leaves_end, treedef = jax.tree.flatten(vjp_end)
+    # Residuals that are the displacement itself (JAX forwards inputs as residuals) are
+    # not carried: the state holds it already, and a duplicate carry costs a copy per step.
+    is_x = tuple(leaf is x_end for leaf in leaves_end)
+
+    def strip(leaves, x):
+        if tuple(leaf is x for leaf in leaves) != is_x:  # pragma: no cover - defensive
+            raise RuntimeError("the force's vjp residuals changed structure between steps")
+        return [leaf for leaf, dup in zip(leaves, is_x, strict=True) if not dup]
+
+    def restore(kept, x):
+        kept = iter(kept)
+        return jax.tree.unflatten(treedef, [x if dup else next(kept) for dup in is_x])
 
     def body(c, i):
         s1, res1, lam1, ct_carry, g_cosmo, g_table = c
@@ -336,7 +348,7 @@ def _kdk_reversible_bwd(
         lam_x1 = lam1[0] + g_after[0]
         lam_p1 = lam1[1] + g_after[1]
         # Adjoint of the closing kick, the drift and the opening kick.
-        vjp1 = jax.tree.unflatten(treedef, res1)
+        vjp1 = restore(res1, x1)
         gx1, gc_force = vjp1(lam1[2] + _as(k2, lam_p1) * lam_p1)
         lam_x1 = lam_x1 + gx1
         lam_ph = lam_p1 + _as(d, lam_x1) * lam_x1
@@ -354,15 +366,22 @@ def _kdk_reversible_bwd(
         lam0 = type(s1)(lam_x1 + g_before[0], lam_ph + g_before[1], _as(k1, lam_ph) * lam_ph)
         g_cosmo = _add(_add(g_cosmo, gc_force), gc_fac)
         g_table = _add(g_table, gt_fac)
-        leaves0 = jax.tree.leaves(vjp0)
+        leaves0 = strip(jax.tree.leaves(vjp0), x0)
         return (s0, leaves0, lam0, ct_carry, g_cosmo, g_table), None
 
-    init = (s_end, leaves_end, lam, ct_carry, _zeros_like_tree(cosmo), _zeros_like_tree(table))
-    (_, leaves0, lam0, ct_carry0, g_cosmo, g_table), _ = jax.lax.scan(
+    init = (
+        s_end,
+        strip(leaves_end, x_end),
+        lam,
+        ct_carry,
+        _zeros_like_tree(cosmo),
+        _zeros_like_tree(table),
+    )
+    (s0, leaves0, lam0, ct_carry0, g_cosmo, g_table), _ = jax.lax.scan(
         body, init, jnp.arange(n_steps - 1, -1, -1)
     )
     # The initial state: (x, p) -> (x, p, F(x)); J(x_0)ᵀ from the carried residuals.
-    gx0, gc_force = jax.tree.unflatten(treedef, leaves0)(lam0[2])
+    gx0, gc_force = restore(leaves0, s0[0])(lam0[2])
     g_state0 = type(state0)(lam0[0] + gx0.astype(lam0[0].dtype), lam0[1])
     return (
         _add(g_cosmo, gc_force),
