@@ -9,6 +9,9 @@ the scale factor (dx/da = p / (a³E), dp/da = F / (a²E)) the physical accelerat
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -23,7 +26,14 @@ from ._fourier import (
     sharding,
     wavevectors_cells,
 )
-from .painting import _check_displacement, _check_mesh_shape, _layout_of, cic_paint, cic_read
+from .painting import (
+    _check_displacement,
+    _check_mesh_shape,
+    _check_method,
+    _layout_of,
+    cic_paint,
+    cic_read,
+)
 
 __all__ = ["force_mesh", "pm_forces"]
 
@@ -62,26 +72,77 @@ def force_mesh(
     if getattr(delta, "ndim", None) != 3:
         raise ValueError(f"delta must be a 3-D mesh, got shape {getattr(delta, 'shape', None)}")
     _check_options(gradient, r_split)
+    return _force_mesh(delta, r_split, compensate, gradient, reverse_only=False)
+
+
+def _potential(delta, r_split, compensate):
+    """φ = ∇⁻²δ, with the optional long-range split and CIC compensation: a convolution
+    with a real kernel even in k, so a symmetric linear map of δ."""
     shape = tuple(delta.shape)
     real = sharding(delta)
     dtype = jnp.finfo(delta.dtype).dtype
-    # ∇⁻² (and the optional window and split) once, then one derivative per component.
     pot_k = fft(delta) * inverse_laplacian_kernel(shape, real, dtype)
     if compensate or r_split:
-        kx, ky, kz = wavevectors_cells(shape, real, dtype)
-        if r_split:
-            pot_k = pot_k * jnp.exp(-(kx**2 + ky**2 + kz**2) * r_split**2)
-        if compensate:
-            window = (jnp.sinc(kx / (2 * jnp.pi)) * jnp.sinc(ky / (2 * jnp.pi))) ** 2
-            window = window * jnp.sinc(kz / (2 * jnp.pi)) ** 2
-            pot_k = pot_k / window**2
+        pot_k = pot_k * _smoothing(shape, real, dtype, r_split, compensate)
+    return pot_k
+
+
+def _smoothing(shape, real, dtype, r_split, compensate):
+    kx, ky, kz = wavevectors_cells(shape, real, dtype)
+    out = 1.0
+    if r_split:
+        out = jnp.exp(-(kx**2 + ky**2 + kz**2) * r_split**2)
+    if compensate:
+        window = (jnp.sinc(kx / (2 * jnp.pi)) * jnp.sinc(ky / (2 * jnp.pi))) ** 2
+        window = window * jnp.sinc(kz / (2 * jnp.pi)) ** 2
+        out = out / window**2
+    return out
+
+
+def _fd4_forces(delta, r_split, compensate):
+    """-∇φ with the "fd4" stencil in real space (one device)."""
+    phi = ifft(_potential(delta, r_split, compensate), delta.shape)
+    return jnp.stack([-fd4_gradient(phi, axis) for axis in range(3)], axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _fd4_forces_reverse(delta, r_split, compensate):
+    return _fd4_forces(delta, r_split, compensate)
+
+
+def _fd4_forces_fwd(delta, r_split, compensate):
+    return _fd4_forces(delta, r_split, compensate), None
+
+
+def _fd4_forces_bwd(r_split, compensate, _, ct):
+    # The stencil is antisymmetric (the transpose of -D is D) and δ ↦ φ symmetric, so
+    # the vjp is the potential of Σ_c D_c ct_c: no residuals (JAX's own vjp keeps the
+    # complex kernel of every step). The cotangent's components are split into planes
+    # first (the barrier keeps XLA from fusing the split into the stencil's strided
+    # reads). H200, 40-step 256^3 FastPM gradient: 310 -> 302 ms.
+    planes = jax.lax.optimization_barrier([ct[..., c] for c in range(3)])
+    source = sum(fd4_gradient(plane, axis) for axis, plane in enumerate(planes))
+    return (ifft(_potential(source, r_split, compensate), source.shape),)
+
+
+_fd4_forces_reverse.defvjp(_fd4_forces_fwd, _fd4_forces_bwd)
+
+
+def _force_mesh(delta, r_split, compensate, gradient, *, reverse_only):
+    """`force_mesh` without the checks. `reverse_only` (with the reverse-mode-only GPU
+    CIC kernels): a hand-written vjp for the one-device "fd4" path, no forward mode."""
+    shape = tuple(delta.shape)
     # F = -∇φ with φ = ∇⁻²δ. The "fd4" derivative is a 5-point stencil: on one device
     # it is applied to φ in real space (one inverse FFT instead of three, and its vjp one
     # forward FFT instead of three; the same operator to rounding); on split meshes in
     # Fourier space (no halo exchange needed).
     if gradient == "fd4" and not is_split(delta):
-        phi = ifft(pot_k, shape)
-        return jnp.stack([-fd4_gradient(phi, axis) for axis in range(3)], axis=-1)
+        if reverse_only and isinstance(r_split, int | float):
+            return _fd4_forces_reverse(delta, float(r_split), bool(compensate))
+        return _fd4_forces(delta, r_split, compensate)
+    real = sharding(delta)
+    dtype = jnp.finfo(delta.dtype).dtype
+    pot_k = _potential(delta, r_split, compensate)
     comps = [
         ifft(-first_derivative(shape, axis, real, dtype, gradient) * pot_k, shape)
         for axis in range(3)
@@ -145,5 +206,7 @@ def pm_forces(
     rho = cic_paint(displacement, mesh_shape, halo=halo, method=cic_method)
     mean = (lattice[0] * lattice[1] * lattice[2]) / (mesh_shape[0] * mesh_shape[1] * mesh_shape[2])
     delta = rho / mean - 1.0
-    forces = force_mesh(delta, r_split=r_split, compensate=compensate, gradient=gradient)
+    # The GPU kernels are reverse-mode only anyway: the stencil may use its faster vjp.
+    reverse_only = _check_method(cic_method) != "reference"
+    forces = _force_mesh(delta, r_split, compensate, gradient, reverse_only=reverse_only)
     return cic_read(forces, displacement, halo=halo, method=cic_method)

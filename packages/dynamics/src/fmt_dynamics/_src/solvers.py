@@ -159,6 +159,10 @@ class _KickDriftKick(AbstractSolver):
         a_half = 0.5 * (a_from + a_to)
         p = p + _as(self.kick_factor(cosmo, table, a_from, a_from, a_half), p) * f
         x = x + _as(self.drift_factor(cosmo, table, a_from, a_half, a_to), x) * p
+        # Materialise (x, p_half) before the force: otherwise XLA recomputes p_half in
+        # the closing kick, the old force stays live across the new one and the loop
+        # carry needs a copy of the force every step.
+        x, p = jax.lax.optimization_barrier((x, p))
         f = force(x, cosmo)
         p = p + _as(self.kick_factor(cosmo, table, a_half, a_to, a_to), p) * f
         return KDKState(x, p, f)
