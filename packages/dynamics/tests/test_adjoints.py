@@ -62,12 +62,12 @@ def power(k):
     return 2.0e4 * (k / 0.02) / (1.0 + (k / 0.02) ** 2.5)
 
 
-def make_loss(solver, adjoint, a=SCALE_FACTORS):
+def make_loss(solver, adjoint, a=SCALE_FACTORS, force=None):
     def loss(noise, omega_c):
         cosmo = Planck18(Omega_c=omega_c)
         dx, p = lpt(cosmo, linear_field(noise, power, BOX), a[0], order=2)
         dx, p = dx.astype(noise.dtype), p.astype(noise.dtype)
-        out = nbody(cosmo, (dx, p), a, solver=solver, adjoint=adjoint).state
+        out = nbody(cosmo, (dx, p), a, solver=solver, adjoint=adjoint, force=force).state
         delta = density_from_displacement(out.displacement)
         return jnp.sum(delta**2) + 1e-3 * jnp.sum(out.momentum**2)
 

@@ -5,17 +5,24 @@ module's own program so that pytest-xdist builds it on another worker."""
 import pathlib
 import sys
 
+import jax
 import pytest
+
+from fmt_dynamics import FastPM, PMForce, Reversible
 
 # pytest runs with --import-mode=importlib (test folders are not on sys.path).
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from test_adjoints import (
     CASES,
+    GRAD_RTOL_F64,
+    REFERENCE,
     adjoint_inputs,
     check_finite_differences,
     check_gradient_float64,
     check_jvp_dot_vjp,
     gradient_results,
+    make_loss,
+    rel,
 )
 
 HERE = ("leapfrog", "diffrax")
@@ -52,31 +59,13 @@ def test_reversible_with_pallas_kernels_matches_checkpointed():
     """The GPU default kernels (Pallas; its interpreter here) forward the displacement as
     a residual of the force's vjp: the reversible adjoint then carries it once, as the
     state's displacement, and must give the plain-autodiff gradient (float64)."""
-    import jax
-    import jax.numpy as jnp
-    from test_adjoints import BOX, GRAD_RTOL_F64, SCALE_FACTORS, power, rel
-
-    from fmt_cosmo import Planck18
-    from fmt_dynamics import Checkpointed, PMForce, Reversible, lpt, nbody
-    from fmt_fields import linear_field
-
-    noise, omega_c = adjoint_inputs()
     force = PMForce(options=(("cic_method", "pallas"),))
 
-    def loss(adjoint):
-        def f(noise, omega_c):
-            cosmo = Planck18(Omega_c=omega_c)
-            dx, p = lpt(cosmo, linear_field(noise, power, BOX), SCALE_FACTORS[0], order=1)
-            out = nbody(cosmo, (dx, p), SCALE_FACTORS, adjoint=adjoint, force=force).state
-            return jnp.sum(out.displacement**2) + jnp.sum(jnp.sin(out.momentum))
+    def grad(adjoint):
+        return jax.grad(make_loss(FastPM(), adjoint, force=force), argnums=(0, 1))
 
-        return f
-
-    grads = jax.jit(
-        lambda n, o: [
-            jax.grad(loss(adj), argnums=(0, 1))(n, o) for adj in (Reversible(), Checkpointed())
-        ]
-    )(noise, omega_c)
-    (gn, go), (rn, ro) = grads
+    (gn, go), (rn, ro) = jax.jit(lambda n, o: [grad(Reversible())(n, o), grad(REFERENCE)(n, o)])(
+        *adjoint_inputs()
+    )
     assert rel(gn, rn) < GRAD_RTOL_F64
     assert rel(go, ro) < GRAD_RTOL_F64

@@ -80,8 +80,6 @@ class _Axis(NamedTuple):
 
 def _axis_data(disp_ref, p, mask, static, dtype, pidx):
     """Per axis, the `_Axis` of the particles `p` of a program."""
-    from jax.experimental.pallas import triton as plgpu
-
     mesh_shape, lattice_shape, local_lattice, block_shape, halo = static
     _, ly, lz = local_lattice
     idx = (p // (ly * lz), (p // lz) % ly, p % lz)
@@ -91,7 +89,7 @@ def _axis_data(disp_ref, p, mask, static, dtype, pidx):
         i = idx[axis]
         site_int = (i * n_mesh) // n_lat
         site_frac = ((i * n_mesh) % n_lat).astype(dtype) / n_lat
-        d = plgpu.load(disp_ref.at[pidx(p, axis, 3)], mask=mask, other=0.0) + site_frac
+        d = _load(disp_ref, pidx(p, axis, 3), mask) + site_frac
         d_floor = jnp.floor(d)
         c = site_int + d_floor.astype(jnp.int32) + halo[axis]
         t = d - d_floor
@@ -136,15 +134,22 @@ def _pick(lanes, values):
     return out
 
 
-def _atomic_add(ref, index, value, mask):
+def _load(ref, index, mask):
+    """`ref[index]` where `mask`, zero elsewhere."""
+    from jax.experimental.pallas import triton as plgpu
+
+    return plgpu.load(ref.at[index], mask=mask, other=0.0)
+
+
+def _atomic_add(ref, index, value, mask, interpret):
     """`ref[index] += value` where `mask`. Every index is valid (wrapped or clamped), so
     the interpreter, which has no masked atomics, adds zeros for masked lanes instead."""
     from jax.experimental.pallas import triton as plgpu
 
-    if pallas_available():
-        plgpu.atomic_add(ref, (index,), value, mask=mask)
-    else:
+    if interpret:
         plgpu.atomic_add(ref, (index,), jnp.where(mask, value, 0.0))
+    else:
+        plgpu.atomic_add(ref, (index,), value, mask=mask)
 
 
 def _struct(shape, dtype, like):
@@ -172,7 +177,8 @@ def _zeros(n, dtype, like):
 
 def width(n_ch: int) -> int:
     """Values per cell of a C-channel mesh as the kernels hold it: C padded to a power of
-    two (one vector load or atomic per corner); 4 slots for a scalar deposit."""
+    two (one vector load or atomic per corner). A scalar deposit writes 2 slots per cell
+    (see `_deposit_kernel`)."""
     return 1 << (n_ch - 1).bit_length()
 
 
@@ -194,7 +200,7 @@ def _pinned_weights(axis):
     return (jnp.where(axis.pinned, 1.0, w[0]), jnp.where(axis.pinned, 0.0, w[1]))
 
 
-def _deposit_kernel(refs, axes, p, mask, static, n_ch, has_w, block, pidx):
+def _deposit_kernel(refs, axes, p, mask, static, n_ch, has_w, block, interpret, pidx):
     """Atomic deposit of a block of particles (see `_kernel`).
 
     Neighbouring particles along the lattice's z axis usually share cells: when the upper
@@ -202,8 +208,6 @@ def _deposit_kernel(refs, axes, p, mask, static, n_ch, has_w, block, pidx):
     both contributions to them and k-1 skips its upper ones, so that most particles issue
     half the atomics. Both threads evaluate the same predicate on the same data.
     """
-    from jax.experimental.pallas import triton as plgpu
-
     block_shape = static[3]
     lz = static[2][2]
     out_ref = refs[-1]
@@ -218,15 +222,12 @@ def _deposit_kernel(refs, axes, p, mask, static, n_ch, has_w, block, pidx):
     ax, ay, az = axes
     stride_x = block_shape[1] * block_shape[2]
 
-    def load(ref, index, m):
-        return plgpu.load(ref.at[index], mask=m, other=0.0)
-
     if n_ch == 1:
         # Slot dy of cell (x, y, z) collects what the corner (x, y + dy, z) receives from
         # clouds based at y; `_combine_slots` adds them into their cells.
         lanes = _lanes(2)
-        scale = load(refs[1], p, mask) if has_w else 1.0
-        scale_p = load(refs[1], p - 1, prev_ok & take_prev) if has_w else 1.0
+        scale = _load(refs[1], p, mask) if has_w else 1.0
+        scale_p = _load(refs[1], p - 1, prev_ok & take_prev) if has_w else 1.0
         wy, wy_p = _pinned_weights(ay), _pinned_weights(prev[1])
         wz, wz_p = az.weights, prev[2].weights
         for ox in (0, 1):
@@ -242,14 +243,15 @@ def _deposit_kernel(refs, axes, p, mask, static, n_ch, has_w, block, pidx):
                     flat[:, None] * 2 + lanes,
                     _pick(lanes, vals),
                     jnp.broadcast_to(m[:, None], (block, 2)),
+                    interpret,
                 )
         return
     # C channels: (cells, wd) cell-major, the particles' values padded with zeros.
     wd = width(n_ch)
     lanes = _lanes(wd)
     chan = p[:, None] * n_ch + lanes
-    vals = load(refs[1], chan, mask[:, None] & (lanes < n_ch))
-    vals_p = load(refs[1], chan - n_ch, (prev_ok & take_prev)[:, None] & (lanes < n_ch))
+    vals = _load(refs[1], chan, mask[:, None] & (lanes < n_ch))
+    vals_p = _load(refs[1], chan - n_ch, (prev_ok & take_prev)[:, None] & (lanes < n_ch))
     for ox in (0, 1):
         for oy in (0, 1):
             row = ax.cells[ox] * stride_x + ay.cells[oy] * block_shape[2]
@@ -264,10 +266,11 @@ def _deposit_kernel(refs, axes, p, mask, static, n_ch, has_w, block, pidx):
                     (row + cells)[:, None] * wd + lanes,
                     v,
                     jnp.broadcast_to(m[:, None], (block, wd)),
+                    interpret,
                 )
 
 
-def _kernel(mode, static, n_part, n_ch, has_w, block, *refs):
+def _kernel(mode, static, n_part, n_ch, has_w, block, interpret, *refs):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plgpu
 
@@ -278,14 +281,14 @@ def _kernel(mode, static, n_part, n_ch, has_w, block, *refs):
         return p * nc + c
 
     def load(ref, index, m=None):
-        return plgpu.load(ref.at[index], mask=mask if m is None else m, other=0.0)
+        return _load(ref, index, mask if m is None else m)
 
     p = pl.program_id(0) * block + jnp.arange(block, dtype=jnp.int32)
     mask = p < n_part
     dtype = refs[0].dtype
     axes = _axis_data(refs[0], p, mask, static, dtype, pidx)
     if mode == "deposit":
-        _deposit_kernel(refs, axes, p, mask, static, n_ch, has_w, block, pidx)
+        _deposit_kernel(refs, axes, p, mask, static, n_ch, has_w, block, interpret, pidx)
         return
     lanes = _lanes(wd)
     mask2 = jnp.broadcast_to(mask[:, None], (block, wd))
@@ -381,7 +384,7 @@ def _call(mode, static, n_ch, disp, *arrays, has_w=False):
     # would lose updates): one particle per program there.
     interpret = not pallas_available()
     block = 1 if interpret else BLOCK
-    kernel = functools.partial(_kernel, mode, kstatic, n_part, n_ch, has_w, block)
+    kernel = functools.partial(_kernel, mode, kstatic, n_part, n_ch, has_w, block, interpret)
     out = pl.pallas_call(
         kernel,
         out_shape=out_shape,

@@ -280,9 +280,10 @@ def halo_of(halo, axis: int) -> int:
 #   are all they keep. The vjp of a deposit is a sum of gathers, the vjp of a read a
 #   multi-channel deposit plus a sum of gathers. Leaner and faster on GPUs.
 # - "pallas": the same custom vjps with Pallas (Triton) kernels, one GPU thread per
-#   particle doing all 8 corners (`_pallas_cic.py`): a read's vjp (mesh and displacement
-#   cotangents) is one pass. GPUs only (elsewhere Pallas' interpreter runs it, for tests);
-#   first-order gradients only (the kernels have no derivatives of their own).
+#   particle doing all 8 corners, with vector atomics (`_pallas_cic.py`): a read's vjp is
+#   a gradient pass and a deposit of the cotangent. GPUs only (elsewhere Pallas'
+#   interpreter runs it, for tests); first-order gradients only (the kernels have no
+#   derivatives of their own).
 CIC_METHODS = ("reference", "fused", "pallas")
 _DEFAULT_METHOD: str | None = None  # None: see default_cic_method
 
@@ -315,11 +316,10 @@ def _check_method(method) -> str:
 
 def _deposit(displacement, weights, mesh_shape, lattice_shape, block_shape, halo, method):
     """Scatter-add of CIC clouds into a zero block of `block_shape`."""
+    static = (tuple(mesh_shape), tuple(lattice_shape), tuple(block_shape), tuple(halo))
     if method == "fused":
-        static = (tuple(mesh_shape), tuple(lattice_shape), tuple(block_shape), tuple(halo))
         return _deposit_fused(static, displacement, weights)
     if method == "pallas":
-        static = (tuple(mesh_shape), tuple(lattice_shape), tuple(block_shape), tuple(halo))
         if weights is not None:
             dtype = jnp.result_type(displacement, weights)
             displacement, weights = displacement.astype(dtype), weights.astype(dtype)
@@ -330,11 +330,10 @@ def _deposit(displacement, weights, mesh_shape, lattice_shape, block_shape, halo
 
 def _gather(block, displacement, mesh_shape, lattice_shape, halo, method):
     """CIC interpolation of `block` (spatial axes first, then channels) at the particles."""
+    static = (tuple(mesh_shape), tuple(lattice_shape), tuple(halo))
     if method == "fused":
-        static = (tuple(mesh_shape), tuple(lattice_shape), tuple(halo))
         return _gather_fused(static, block, displacement)
     if method == "pallas":
-        static = (tuple(mesh_shape), tuple(lattice_shape), tuple(halo))
         n_out = _count_outside(displacement, mesh_shape, lattice_shape, block.shape[:3], halo)
         dtype = jnp.result_type(block, displacement)
         out = _gather_pallas(static, block.astype(dtype), displacement.astype(dtype))
