@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fmt_dynamics import force_mesh, pm_forces
+from fmt_dynamics._src.forces import _fd4_forces, _fd4_forces_linear
 
 N = 16
 # Zel'dovich check: a displacement ψ = ε sin(kx) x̂ has δ = -∇·ψ at linear order, so
@@ -89,12 +90,15 @@ def test_force_mesh_matches_numpy():
         np.testing.assert_allclose(got[..., c], np.fft.ifftn(-d * phi).real, atol=1e-12)
 
 
-def test_gradients():
+@pytest.mark.parametrize("method", ["reference", "pallas"])
+def test_gradients(method):
+    """Forward mode against central differences and jvp·u == v·vjp, with the plain-JAX
+    kernels and with the Pallas ones (interpreted here; on GPUs the default), whose
+    forward mode differentiates the reference and reverse mode runs the kernels."""
     rng = np.random.default_rng(6)
     disp = jnp.asarray(rng.normal(scale=0.7, size=(N, N, N, 3)))
     v = jnp.asarray(rng.normal(size=disp.shape))
-    # Forward mode needs the reference CIC kernels (the GPU defaults are reverse-mode only).
-    fun = jax.jit(lambda d: pm_forces(d, compensate=True, cic_method="reference"))
+    fun = jax.jit(lambda d: pm_forces(d, compensate=True, cic_method=method))
     out, tangent = jax.jvp(fun, (disp,), (v,))
     fd = (fun(disp + FD_EPS * v) - fun(disp - FD_EPS * v)) / (2 * FD_EPS)
     scale = float(jnp.abs(tangent).max())
@@ -105,23 +109,28 @@ def test_gradients():
 
 
 @pytest.mark.parametrize(("compensate", "r_split"), [(False, 0.0), (True, 1.5)])
-def test_reverse_only_kernels_have_the_same_vjp(compensate, r_split):
-    """With the reverse-mode-only CIC kernels pm_forces also uses a hand-written vjp for
-    the fd4 force (transposed stencil, then the symmetric potential solve): it equals the
-    vjp JAX derives through the reference kernels (float64), also with the CIC
-    compensation and a force split in the kernel."""
+def test_fd4_force_mesh_has_the_same_derivatives(compensate, r_split):
+    """On one device the fd4 force mesh is a linear map with a hand-written transpose
+    (transposed stencil, then the symmetric potential solve): its vjp equals the one JAX
+    derives, its jvp the map itself, its second derivative zero (float64), also with the
+    CIC compensation and a force split in the kernel."""
     rng = np.random.default_rng(7)
-    disp = jnp.asarray(rng.normal(scale=0.7, size=(N, N, N, 3)))
-    u = jnp.asarray(rng.normal(size=disp.shape))
+    delta = jnp.asarray(rng.normal(size=(N, N, N)))
+    t = jnp.asarray(rng.normal(size=delta.shape))
+    u = jnp.asarray(rng.normal(size=(N, N, N, 3)))
 
-    def vjp(method):
-        def f(d):
-            return pm_forces(d, cic_method=method, compensate=compensate, r_split=r_split)
+    def linear(d):
+        return _fd4_forces_linear(d, r_split, compensate)
 
-        return jax.vjp(f, disp)[1](u)[0]
+    def plain(d):
+        return _fd4_forces(d, r_split, compensate)
 
-    ref = vjp("reference")
-    got = vjp("fused")
-    np.testing.assert_allclose(
-        np.asarray(got), np.asarray(ref), atol=1e-12 * float(jnp.abs(ref).max())
-    )
+    ref = jax.vjp(plain, delta)[1](u)[0]
+    got = jax.vjp(linear, delta)[1](u)[0]
+    scale = float(jnp.abs(ref).max())
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-12 * scale)
+    out, tangent = jax.jvp(linear, (delta,), (t,))
+    np.testing.assert_allclose(np.asarray(tangent), np.asarray(plain(t)), atol=1e-12 * scale)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(plain(delta)), atol=1e-12 * scale)
+    hvp = jax.jvp(jax.grad(lambda d: jnp.vdot(u, linear(d))), (delta,), (t,))[1]
+    assert float(jnp.abs(hvp).max()) == 0.0

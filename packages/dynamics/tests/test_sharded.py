@@ -5,6 +5,8 @@ The device grids are chosen at collection from `jax.device_count()` (grids that 
 device; (1, 1) on one device), so every run exercises what it can build and none skips.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,6 +86,16 @@ def _everything(cosmo, table):
         for m in METHODS:
             g_disp, g_w = jax.grad(loss_cic, argnums=(0, 1))(disp, weights, m)
             grads |= {f"grad_cic_{m}_disp": g_disp, f"grad_cic_{m}_weights": g_w}
+            if m != "reference":  # forward mode of the kernels with hand-written vjps
+                tangents = (cot, weights - 1.0)
+                paint = functools.partial(cic_paint, method=m)
+                grads[f"jvp_paint_{m}"] = jax.jvp(
+                    lambda d, w: paint(d, weights=w),
+                    (disp, weights),
+                    tangents,  # noqa: B023
+                )[1]
+                read = functools.partial(cic_read, method=m)
+                grads[f"jvp_read_{m}"] = jax.jvp(read, (cot, disp), (cot, cot))[1]
         return grads | {
             "paint": cic_paint(disp, weights=weights),
             "paint_compensated": cic_paint(disp, compensate=True),

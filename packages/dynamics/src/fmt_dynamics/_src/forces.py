@@ -9,8 +9,6 @@ the scale factor (dx/da = p / (a³E), dp/da = F / (a²E)) the physical accelerat
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -26,6 +24,7 @@ from ._fourier import (
     sharding,
     wavevectors_cells,
 )
+from ._linear import linear_call
 from .painting import (
     _check_displacement,
     _check_mesh_shape,
@@ -72,7 +71,7 @@ def force_mesh(
     if getattr(delta, "ndim", None) != 3:
         raise ValueError(f"delta must be a 3-D mesh, got shape {getattr(delta, 'shape', None)}")
     _check_options(gradient, r_split)
-    return _force_mesh(delta, r_split, compensate, gradient, reverse_only=False)
+    return _force_mesh(delta, r_split, compensate, gradient)
 
 
 def _potential(delta, r_split, compensate):
@@ -105,16 +104,7 @@ def _fd4_forces(delta, r_split, compensate):
     return jnp.stack([-fd4_gradient(phi, axis) for axis in range(3)], axis=-1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _fd4_forces_reverse(delta, r_split, compensate):
-    return _fd4_forces(delta, r_split, compensate)
-
-
-def _fd4_forces_fwd(delta, r_split, compensate):
-    return _fd4_forces(delta, r_split, compensate), None
-
-
-def _fd4_forces_bwd(r_split, compensate, _, ct):
+def _fd4_forces_vjp(ct, r_split, compensate):
     # The stencil is antisymmetric (the transpose of -D is D) and δ ↦ φ symmetric, so
     # the vjp is the potential of Σ_c D_c ct_c: no residuals (JAX's own vjp keeps the
     # complex kernel of every step). The cotangent's components are split into planes
@@ -123,23 +113,30 @@ def _fd4_forces_bwd(r_split, compensate, _, ct):
     # the residual, with the KDK step's barrier, 304 -> 299 ms.
     planes = jax.lax.optimization_barrier([ct[..., c] for c in range(3)])
     source = sum(fd4_gradient(plane, axis) for axis, plane in enumerate(planes))
-    return (ifft(_potential(source, r_split, compensate), source.shape),)
+    return ifft(_potential(source, r_split, compensate), source.shape)
 
 
-_fd4_forces_reverse.defvjp(_fd4_forces_fwd, _fd4_forces_bwd)
+def _fd4_forces_linear(delta, r_split: float, compensate: bool):
+    """`_fd4_forces` as a linear map with the hand-written transpose above (every
+    derivative order, both modes; `r_split` a Python number)."""
+    return linear_call(
+        lambda _, d: _fd4_forces(d, r_split, compensate),
+        lambda _, ct: _fd4_forces_vjp(ct, r_split, compensate),
+        (),
+        delta,
+    )
 
 
-def _force_mesh(delta, r_split, compensate, gradient, *, reverse_only):
-    """`force_mesh` without the checks. `reverse_only` (with the reverse-mode-only GPU
-    CIC kernels): a hand-written vjp for the one-device "fd4" path, no forward mode."""
+def _force_mesh(delta, r_split, compensate, gradient):
+    """`force_mesh` without the checks."""
     shape = tuple(delta.shape)
     # F = -∇φ with φ = ∇⁻²δ. The "fd4" derivative is a 5-point stencil: on one device
     # it is applied to φ in real space (one inverse FFT instead of three, and its vjp one
     # forward FFT instead of three; the same operator to rounding); on split meshes in
     # Fourier space (no halo exchange needed).
     if gradient == "fd4" and not is_split(delta):
-        if reverse_only and isinstance(r_split, int | float):
-            return _fd4_forces_reverse(delta, float(r_split), bool(compensate))
+        if isinstance(r_split, int | float):
+            return _fd4_forces_linear(delta, float(r_split), bool(compensate))
         return _fd4_forces(delta, r_split, compensate)
     real = sharding(delta)
     dtype = jnp.finfo(delta.dtype).dtype
@@ -177,8 +174,7 @@ def pm_forces(
         gradient: "fd4" (default, as JaxPM 0.1.6) or "exact"; see `force_mesh`.
         halo: halo width for the sharded paint and read; see `cic_paint`.
         cic_method: local CIC kernels of the paint and the read (`cic_paint`'s `method`);
-            None for `default_cic_method()`. The GPU defaults ("pallas", "fused") are
-            reverse-mode only: pass "reference" for forward-mode derivatives (`jax.jvp`).
+            None for `default_cic_method()`.
 
     Returns:
         (nx, ny, nz, 3) accelerations in cells (same dtype and layout as `displacement`).
@@ -208,7 +204,5 @@ def pm_forces(
     rho = cic_paint(displacement, mesh_shape, halo=halo, method=method)
     mean = (lattice[0] * lattice[1] * lattice[2]) / (mesh_shape[0] * mesh_shape[1] * mesh_shape[2])
     delta = rho / mean - 1.0
-    # The GPU kernels are reverse-mode only anyway: the stencil may use its faster vjp.
-    reverse_only = method != "reference"
-    forces = _force_mesh(delta, r_split, compensate, gradient, reverse_only=reverse_only)
+    forces = _force_mesh(delta, r_split, compensate, gradient)
     return cic_read(forces, displacement, halo=halo, method=method)

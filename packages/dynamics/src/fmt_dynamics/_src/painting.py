@@ -34,6 +34,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float
 
 from ._fourier import cic_deconvolve
+from ._linear import with_kernels
 from ._pallas_cic import pallas_available, pallas_cic
 from ._pallas_cic import width as pallas_width
 
@@ -273,17 +274,19 @@ def halo_of(halo, axis: int) -> int:
 #   gather (read), and autodiff differentiates through the stencil, so a gradient keeps
 #   the (8, particles) cell indices and weights of every paint and read alive as
 #   residuals (~64 bytes per particle per call).
-# - "fused": `jax.custom_vjp` kernels that work one corner at a time: a deposit is 8
-#   scatter-adds into the same mesh, a read a sum of 8 gathers, each corner's index and
-#   weight computed elementwise from the displacements (no (8, particles) array is
-#   built), and hand-written backward passes that recompute them from the inputs, which
-#   are all they keep. The vjp of a deposit is a sum of gathers, the vjp of a read a
-#   multi-channel deposit plus a sum of gathers. Leaner and faster on GPUs.
-# - "pallas": the same custom vjps with Pallas (Triton) kernels, one GPU thread per
-#   particle doing all 8 corners, with vector atomics (`_pallas_cic.py`): a read's vjp is
-#   a gradient pass and a deposit of the cotangent. GPUs only (elsewhere Pallas'
-#   interpreter runs it, for tests); first-order gradients only (the kernels have no
-#   derivatives of their own).
+# - "fused": kernels that work one corner at a time: a deposit is 8 scatter-adds into
+#   the same mesh, a read a sum of 8 gathers, each corner's index and weight computed
+#   elementwise from the displacements (no (8, particles) array is built), and
+#   hand-written backward passes that recompute them from the inputs, which are all they
+#   keep. The vjp of a deposit is a sum of gathers, the vjp of a read a multi-channel
+#   deposit plus a sum of gathers. Leaner and faster on GPUs.
+# - "pallas": the same with Pallas (Triton) kernels, one GPU thread per particle doing
+#   all 8 corners, with vector atomics (`_pallas_cic.py`): a read's vjp is a gradient
+#   pass and a deposit of the cotangent. GPUs only (elsewhere Pallas' interpreter runs
+#   it, for tests).
+# Both compute the reference's value and vjp (`_linear.with_kernels`): reverse mode runs
+# the kernels, forward mode and higher derivatives differentiate the reference, so every
+# method has derivatives of every order.
 CIC_METHODS = ("reference", "fused", "pallas")
 _DEFAULT_METHOD: str | None = None  # None: see default_cic_method
 
@@ -317,28 +320,41 @@ def _check_method(method) -> str:
 def _deposit(displacement, weights, mesh_shape, lattice_shape, block_shape, halo, method):
     """Scatter-add of CIC clouds into a zero block of `block_shape`."""
     static = (tuple(mesh_shape), tuple(lattice_shape), tuple(block_shape), tuple(halo))
-    if method == "fused":
-        return _deposit_fused(static, displacement, weights)
-    if method == "pallas":
-        if weights is not None:
-            dtype = jnp.result_type(displacement, weights)
-            displacement, weights = displacement.astype(dtype), weights.astype(dtype)
-        n_out = _count_outside(displacement, mesh_shape, lattice_shape, block_shape, halo)
-        return _deposit_pallas(static, displacement, weights), n_out
-    return _deposit_ref(displacement, weights, mesh_shape, lattice_shape, block_shape, halo)
+    if method == "reference":
+        return _deposit_ref(displacement, weights, *static)
+    if weights is not None:
+        dtype = jnp.result_type(displacement, weights)
+        displacement, weights = displacement.astype(dtype), weights.astype(dtype)
+    forward, backward = (
+        (_deposit_fused, _deposit_fused_bwd)
+        if method == "fused"
+        else (_deposit_pallas, _deposit_pallas_bwd)
+    )
+    paint = with_kernels(
+        functools.partial(_deposit_value, static),
+        functools.partial(forward, static),
+        functools.partial(backward, static),
+    )
+    n_out = _count_outside(displacement, mesh_shape, lattice_shape, block_shape, halo)
+    return paint(displacement, weights), n_out
 
 
 def _gather(block, displacement, mesh_shape, lattice_shape, halo, method):
     """CIC interpolation of `block` (spatial axes first, then channels) at the particles."""
     static = (tuple(mesh_shape), tuple(lattice_shape), tuple(halo))
+    if method == "reference":
+        return _gather_ref(block, displacement, *static)
+    n_out = _count_outside(displacement, mesh_shape, lattice_shape, block.shape[:3], halo)
+    dtype = jnp.result_type(block, displacement)
+    table, disp = block.astype(dtype), displacement.astype(dtype)
+    channels = tuple(block.shape[3:])
     if method == "fused":
-        return _gather_fused(static, block, displacement)
-    if method == "pallas":
-        n_out = _count_outside(displacement, mesh_shape, lattice_shape, block.shape[:3], halo)
-        dtype = jnp.result_type(block, displacement)
-        out = _gather_pallas(static, block.astype(dtype), displacement.astype(dtype))
-        return out.astype(block.dtype), n_out
-    return _gather_ref(block, displacement, mesh_shape, lattice_shape, halo)
+        kernels = (_gather_value, _gather_fused, _gather_fused_bwd)
+    else:
+        table = _table(table)  # padded once: the backward kernel reads it again
+        kernels = (_gather_table_value, _gather_pallas, _gather_pallas_bwd)
+    read = with_kernels(*(functools.partial(k, static, channels) for k in kernels))
+    return read(table, disp).astype(block.dtype), n_out
 
 
 def _deposit_ref(displacement, weights, mesh_shape, lattice_shape, block_shape, halo):
@@ -358,6 +374,19 @@ def _gather_ref(block, displacement, mesh_shape, lattice_shape, halo):
     return jnp.sum(values * w, axis=0), n_out
 
 
+# The "fused" and "pallas" kernels below are the value and the vjp of the reference
+# (`_deposit_value`, `_gather_value`), joined by `_linear.with_kernels`: forward mode and
+# second derivatives differentiate the reference, reverse mode runs the kernels.
+
+
+def _deposit_value(static, displacement, weights):
+    return _deposit_ref(displacement, weights, *static)[0]
+
+
+def _gather_value(static, channels, block, displacement):
+    return _gather_ref(block, displacement, *static)[0]
+
+
 def _scatter_corners(corners, values, n_cells, dtype):
     """Sum over corners of `weight * values` added at the corner's cells of a zero
     (n_cells, *C) array; values (l..., *C) or None (ones)."""
@@ -373,23 +402,16 @@ def _scatter_corners(corners, values, n_cells, dtype):
     return out
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _deposit_fused(static, displacement, weights):
     mesh_shape, lattice_shape, block_shape, halo = static
-    corners, n_out = _corners(displacement, mesh_shape, lattice_shape, block_shape, halo)
-    dtype = displacement.dtype if weights is None else jnp.result_type(displacement, weights)
-    out = _scatter_corners(corners, weights, math.prod(block_shape), dtype)
-    return out.reshape(block_shape), n_out
+    corners, _ = _corners(displacement, mesh_shape, lattice_shape, block_shape, halo)
+    out = _scatter_corners(corners, weights, math.prod(block_shape), displacement.dtype)
+    return out.reshape(block_shape)
 
 
-def _deposit_fwd(static, displacement, weights):
-    return _deposit_fused(static, displacement, weights), (displacement, weights)
-
-
-def _deposit_bwd(static, res, cts):
+def _deposit_fused_bwd(static, displacement, weights, ct):
     mesh_shape, lattice_shape, block_shape, halo = static
-    displacement, weights = res
-    ct_flat = cts[0].reshape(-1).astype(displacement.dtype)
+    ct_flat = ct.reshape(-1).astype(displacement.dtype)
     corners, _ = _corners(displacement, mesh_shape, lattice_shape, block_shape, halo)
     ct_disp, ct_weights = 0.0, 0.0
     for flat, w, dw in corners:
@@ -402,32 +424,23 @@ def _deposit_bwd(static, res, cts):
     return ct_disp * weights[..., None], ct_weights.astype(weights.dtype)
 
 
-_deposit_fused.defvjp(_deposit_fwd, _deposit_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _gather_fused(static, block, displacement):
+def _gather_fused(static, channels, block, displacement):
     mesh_shape, lattice_shape, halo = static
-    spatial, channels = block.shape[:3], block.shape[3:]
-    corners, n_out = _corners(displacement, mesh_shape, lattice_shape, spatial, halo)
+    spatial = block.shape[:3]
+    corners, _ = _corners(displacement, mesh_shape, lattice_shape, spatial, halo)
     table = block.reshape((math.prod(spatial), *channels))
     values = 0.0
     for flat, w, _ in corners:
         w = w.reshape(w.shape + (1,) * len(channels)).astype(block.dtype)
         values = values + w * table[flat]
-    return values, n_out
+    return values
 
 
-def _gather_fwd(static, block, displacement):
-    return _gather_fused(static, block, displacement), (block, displacement)
-
-
-def _gather_bwd(static, res, cts):
+def _gather_fused_bwd(static, channels, block, displacement, ct):
     mesh_shape, lattice_shape, halo = static
-    block, displacement = res
-    spatial, channels = block.shape[:3], block.shape[3:]
+    spatial = block.shape[:3]
     n_ch = math.prod(channels)
-    ct = cts[0].astype(block.dtype).reshape((*displacement.shape[:3], n_ch))  # (l..., C)
+    ct = ct.astype(block.dtype).reshape((*displacement.shape[:3], n_ch))  # (l..., C)
     corners, _ = _corners(displacement, mesh_shape, lattice_shape, spatial, halo)
     # Mesh cotangent: every channel of the cotangent deposited with the CIC weights.
     ct_block = _scatter_corners(corners, ct, math.prod(spatial), block.dtype)
@@ -440,9 +453,6 @@ def _gather_bwd(static, res, cts):
     return ct_block.reshape(block.shape), ct_disp.astype(displacement.dtype)
 
 
-_gather_fused.defvjp(_gather_fwd, _gather_bwd)
-
-
 def _count_outside(displacement, mesh_shape, lattice_shape, block_shape, halo):
     """Number of particles whose cloud leaves the padded block (0 without halo)."""
     if not any(halo):
@@ -451,7 +461,6 @@ def _count_outside(displacement, mesh_shape, lattice_shape, block_shape, halo):
     return lax.stop_gradient(jnp.sum(outside, dtype=jnp.int32))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _deposit_pallas(static, displacement, weights):
     block_shape = static[2]
     extra = () if weights is None else (weights,)
@@ -459,21 +468,13 @@ def _deposit_pallas(static, displacement, weights):
     return out.reshape(block_shape)
 
 
-def _deposit_pallas_fwd(static, displacement, weights):
-    return _deposit_pallas(static, displacement, weights), (displacement, weights)
-
-
-def _deposit_pallas_bwd(static, res, ct):
-    displacement, weights = res
+def _deposit_pallas_bwd(static, displacement, weights, ct):
     ct = ct.astype(displacement.dtype)
     if weights is None:
         (ct_disp,) = pallas_cic("paint_bwd", static, 1, displacement, ct)
         return ct_disp.reshape(displacement.shape), None
     ct_disp, ct_w = pallas_cic("paint_bwd", static, 1, displacement, ct, weights, has_w=True)
     return ct_disp.reshape(displacement.shape), ct_w.reshape(weights.shape)
-
-
-_deposit_pallas.defvjp(_deposit_pallas_fwd, _deposit_pallas_bwd)
 
 
 def _table(block):
@@ -485,31 +486,23 @@ def _table(block):
     return jnp.pad(table, ((0, 0),) * 3 + ((0, pad),)) if pad else table
 
 
+def _gather_table_value(static, channels, table, displacement):
+    block = table[..., : math.prod(channels)].reshape(table.shape[:3] + channels)
+    return _gather_value(static, channels, block, displacement)
+
+
 def _gather_static(static, table):
     mesh_shape, lattice_shape, halo = static
     return (mesh_shape, lattice_shape, tuple(table.shape[:3]), halo)
 
 
-def _gather_pallas_run(static, table, displacement, channels):
+def _gather_pallas(static, channels, table, displacement):
     n_ch = math.prod(channels)
     out = pallas_cic("read", _gather_static(static, table), n_ch, displacement, table)
     return out.reshape(displacement.shape[:3] + channels)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _gather_pallas(static, block, displacement):
-    return _gather_pallas_run(static, _table(block), displacement, block.shape[3:])
-
-
-def _gather_pallas_fwd(static, block, displacement):
-    table = _table(block)  # kept padded: the backward pass reads it again
-    out = _gather_pallas_run(static, table, displacement, block.shape[3:])
-    return out, (table, displacement)
-
-
-def _gather_pallas_bwd(static, res, ct):
-    table, displacement = res
-    channels = ct.shape[3:]
+def _gather_pallas_bwd(static, channels, table, displacement, ct):
     n_ch = math.prod(channels)
     ct_disp, ct_table = pallas_cic(
         "read_bwd",
@@ -519,12 +512,8 @@ def _gather_pallas_bwd(static, res, ct):
         table,
         ct.astype(table.dtype),
     )
-    if n_ch > 1:
-        ct_table = ct_table[:, :n_ch]
-    return ct_table.reshape(table.shape[:3] + channels), ct_disp.reshape(displacement.shape)
-
-
-_gather_pallas.defvjp(_gather_pallas_fwd, _gather_pallas_bwd)
+    # Padding channels of the deposited cotangent are dropped by the pad's transpose.
+    return ct_table.reshape(table.shape), ct_disp.reshape(displacement.shape)
 
 
 # -------------------------------------------------------------------------------------
@@ -650,9 +639,9 @@ def cic_paint(
         compensate: deconvolve the CIC window, dividing the mesh's Fourier modes by
             W(k) = prod_i sinc^2(k_i / 2) (k in radians per cell; Jing 2005, p = 2).
         method: local kernel, "reference", "fused" or "pallas" (`CIC_METHODS`: equal
-            values and gradients to rounding; "fused" and "pallas" have hand-written vjps
-            that keep no stencil residuals, "pallas" runs Pallas/Triton kernels on GPUs and
-            has first-order gradients only); None picks `default_cic_method()`.
+            values and derivatives of every order to rounding; "fused" and "pallas" have
+            hand-written vjps that keep no stencil residuals, "pallas" runs Pallas/Triton
+            kernels on GPUs); None picks `default_cic_method()`.
 
     Returns:
         (Nx, Ny, Nz) mesh of painted mass per cell, dtype of `displacement`.
