@@ -283,7 +283,11 @@ GRIDS = _grids()
 
 
 SHARDED_N = 16  # 2 cells per device on an 8-device axis
-SHARDED_ADJOINTS = (Reversible(), Checkpointed())
+SHARDED_ADJOINTS = (Reversible(), Checkpointed(), Reversible(anchors=2), Backsolve())
+# The Ω_c derivative is one float32 sum with cancellations: single-device and sharded runs
+# sum in different orders (measured 7e-7 to 1.6e-5 apart, 16³, 3 steps), while float32's
+# own error on it against float64 is 1.3e-4 here. Everything else: SHARDED_RTOL.
+SHARDED_OMEGA_RTOL = 5e-5
 SHARDED_KEY = jax.random.key(5)
 
 
@@ -330,4 +334,4 @@ def test_sharded_equals_single_device(sharded_reference, grid):
         assert gs.dtype == jnp.float32
         np.testing.assert_allclose(vs, v1, rtol=SHARDED_RTOL)
         assert rel(xs, x1) < SHARDED_RTOL and rel(gs, g1) < SHARDED_RTOL, adjoint
-        np.testing.assert_allclose(os_, o1, rtol=SHARDED_RTOL)
+        np.testing.assert_allclose(os_, o1, rtol=SHARDED_OMEGA_RTOL)

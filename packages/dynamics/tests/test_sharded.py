@@ -90,9 +90,7 @@ def _everything(cosmo, table):
                 tangents = (cot, weights - 1.0)
                 paint = functools.partial(cic_paint, method=m)
                 grads[f"jvp_paint_{m}"] = jax.jvp(
-                    lambda d, w: paint(d, weights=w),
-                    (disp, weights),
-                    tangents,  # noqa: B023
+                    lambda d, w, paint=paint: paint(d, weights=w), (disp, weights), tangents
                 )[1]
                 read = functools.partial(cic_read, method=m)
                 grads[f"jvp_read_{m}"] = jax.jvp(read, (cot, disp), (cot, cot))[1]

@@ -42,6 +42,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from .solvers import AbstractSolver, DiffraxODE, _as, _KickDriftKick
 
@@ -195,7 +196,12 @@ def integrate_reconstructing(adjoint, solver, force, observe, cosmo, table, stat
 
     def forward(cosmo, table, state0, carry0, a):
         s0 = solver.init(cosmo, state0, a[0], force=force, table=table)
-        buf0 = jax.tree.map(lambda v: jnp.zeros((n_anchors, *v.shape), v.dtype), s0)
+        # Broadcast zeros like each state leaf: the buffer inherits its sharding (a plain
+        # `zeros((K, ...))` is replicated, and explicit-axis sharding types then reject
+        # writing a split state into it).
+        buf0 = jax.tree.map(
+            lambda v: jnp.broadcast_to(jnp.zeros_like(v), (n_anchors, *v.shape)), s0
+        )
         slots = jnp.asarray(anchor_steps)
 
         def body(c, i):
@@ -206,7 +212,14 @@ def integrate_reconstructing(adjoint, solver, force, observe, cosmo, table, stat
                 hit = slots == i + 1
                 slot = jnp.argmax(hit)
                 buf = jax.tree.map(
-                    lambda b, v: b.at[slot].set(jnp.where(hit.any(), v, b[slot])), buf, s1
+                    lambda b, v: lax.dynamic_update_index_in_dim(
+                        b,
+                        jnp.where(hit.any(), v, lax.dynamic_index_in_dim(b, slot, 0, False)),
+                        slot,
+                        0,
+                    ),
+                    buf,
+                    s1,
                 )
             return (s1, carry, buf), None
 
@@ -239,7 +252,9 @@ def integrate_reconstructing(adjoint, solver, force, observe, cosmo, table, stat
             s0 = solver.reverse(s1, a[i], a[i + 1], **kw(cosmo, table))
             if n_anchors:
                 hit = slots == i
-                stored = jax.tree.map(lambda b: b[jnp.argmax(hit)], buf)
+                stored = jax.tree.map(
+                    lambda b: lax.dynamic_index_in_dim(b, jnp.argmax(hit), 0, False), buf
+                )
                 s0 = jax.tree.map(lambda r, st: jnp.where(hit.any(), st, r), s0, stored)
             # Observer: pull its carry cotangent back, inject its state cotangents.
             _, vjp_obs = jax.vjp(
