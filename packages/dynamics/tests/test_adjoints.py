@@ -32,7 +32,8 @@ GRAD_RTOL_F64 = 1e-8
 GRAD_RTOL_F32 = 1e-3
 # diffrax's BacksolveAdjoint solves the continuous adjoint ODE: it differs from the
 # discrete gradient by the truncation error of the solve (measured with 4 substeps and 3
-# intervals: 1.1e-2 for the noise gradient, 1.1e-5 for Ω_c; 3e-2 and 0.46 with 1 substep).
+# intervals: 1.1e-2 for the noise gradient, 2.7e-5 for Ω_c; 3e-2 and 0.46 with 1 substep;
+# first-order convergence with the steps: benchmarks/diffrax_backsolve.py).
 DIFFRAX_BACKSOLVE_RTOL = 2e-2
 # Central differences in float64. CIC is piecewise linear, so the loss has kinks where a
 # particle crosses a cell face: the step must be small enough that none does (at ε = 1e-4
