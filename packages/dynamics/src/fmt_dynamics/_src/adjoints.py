@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from .solvers import AbstractSolver, DiffraxODE, _as, _KickDriftKick
 
@@ -128,6 +130,18 @@ def integrate_checkpointed(adjoint, solver, force, observe, cosmo, table, state0
     return solver.particles(s), carry
 
 
+def _stacked_zeros(v, n: int):
+    """(n, *v.shape) zeros split like `v` on its axes. With explicit-axis sharding types a
+    replicated buffer rejects writing a split state into it (`ShardingTypeError`); the
+    sharding is set explicitly because `zeros_like` does not carry it on every jax."""
+    zeros = jnp.zeros((n, *v.shape), v.dtype)
+    sharding = getattr(jax.typeof(v), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is None or all(s is None for s in spec):
+        return zeros
+    return jax.sharding.reshard(zeros, NamedSharding(sharding.mesh, P(None, *spec)))
+
+
 def _anchor_steps(n_steps: int, anchors: int) -> np.ndarray:
     """Step indices (1 .. n_steps-1) whose states are stored to re-anchor the backward pass."""
     if anchors <= 0 or n_steps < 2:
@@ -196,12 +210,7 @@ def integrate_reconstructing(adjoint, solver, force, observe, cosmo, table, stat
 
     def forward(cosmo, table, state0, carry0, a):
         s0 = solver.init(cosmo, state0, a[0], force=force, table=table)
-        # Broadcast zeros like each state leaf: the buffer inherits its sharding (a plain
-        # `zeros((K, ...))` is replicated, and explicit-axis sharding types then reject
-        # writing a split state into it).
-        buf0 = jax.tree.map(
-            lambda v: jnp.broadcast_to(jnp.zeros_like(v), (n_anchors, *v.shape)), s0
-        )
+        buf0 = jax.tree.map(lambda v: _stacked_zeros(v, n_anchors), s0)
         slots = jnp.asarray(anchor_steps)
 
         def body(c, i):
