@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
@@ -93,8 +94,8 @@ def _abstract_eval(*_, out_avals, **__):
     return out_avals
 
 
-def _jvp(primals, tangents, *, fun, impl, transpose, n_res, out_avals):
-    params = dict(fun=fun, impl=impl, transpose=transpose, n_res=n_res, out_avals=out_avals)
+def _jvp(primals, tangents, **params):
+    fun, n_res = params["fun"], params["n_res"]
     outs = _linear_p.bind(*primals, **params)
     res, lin = primals[:n_res], primals[n_res:]
     t_res, t_lin = tangents[:n_res], tangents[n_res:]
@@ -106,13 +107,17 @@ def _jvp(primals, tangents, *, fun, impl, transpose, n_res, out_avals):
         t_res = [ad.instantiate_zeros(t) for t in t_res]
         parts.append(jax.jvp(lambda *r: fun(*r, *lin), tuple(res), tuple(t_res))[1])
     if not parts:
-        return outs, [ad.Zero(a.to_tangent_aval()) for a in out_avals]
+        return outs, [ad.Zero(a.to_tangent_aval()) for a in params["out_avals"]]
     if len(parts) == 1:
         return outs, parts[0]
     return outs, [a + b for a, b in zip(*parts, strict=True)]
 
 
-def _transpose(cts, *args, fun, impl, transpose, n_res, out_avals):
+def _transpose(cts, *args, transpose, n_res, **_):
+    # JAX transposes only the linear part of a linearised program, where the residuals
+    # are known values: `_jvp` differentiates them through the plain-JAX `fun`, never
+    # through this primitive. An undefined residual would mean a caller bound the
+    # primitive with a residual it treats as linear, which `linear_call` cannot express.
     if any(ad.is_undefined_primal(r) for r in args[:n_res]):
         raise NotImplementedError("fmt_linear is linear in its linear arguments only")
     res = args[:n_res]
@@ -124,12 +129,12 @@ def _transpose(cts, *args, fun, impl, transpose, n_res, out_avals):
     ]
 
 
-def _batch(args, dims, *, fun, impl, transpose, n_res, out_avals):
+def _batch(args, dims, *, fun, impl, transpose, n_res, **_):
     # Every operand gets the batch axis in front (unbatched ones broadcast); the map,
     # its kernel and its transpose are vmapped alike.
     size = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not None)
     args = [
-        jax.numpy.broadcast_to(a, (size, *a.shape)) if d is None else jax.numpy.moveaxis(a, d, 0)
+        jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
         for a, d in zip(args, dims, strict=True)
     ]
     vfun, vimpl, vtranspose = (jax.vmap(f) for f in (fun, impl, transpose))

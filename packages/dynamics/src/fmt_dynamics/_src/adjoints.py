@@ -46,6 +46,7 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ._fourier import is_split, sharding
 from .solvers import AbstractSolver, DiffraxODE, _as, _KickDriftKick
 
 __all__ = ["AbstractAdjoint", "Backsolve", "Checkpointed", "Reversible"]
@@ -135,11 +136,10 @@ def _stacked_zeros(v, n: int):
     replicated buffer rejects writing a split state into it (`ShardingTypeError`); the
     sharding is set explicitly because `zeros_like` does not carry it on every jax."""
     zeros = jnp.zeros((n, *v.shape), v.dtype)
-    sharding = getattr(jax.typeof(v), "sharding", None)
-    spec = getattr(sharding, "spec", None)
-    if spec is None or all(s is None for s in spec):
+    if not is_split(v):
         return zeros
-    return jax.sharding.reshard(zeros, NamedSharding(sharding.mesh, P(None, *spec)))
+    split = sharding(v)
+    return jax.sharding.reshard(zeros, NamedSharding(split.mesh, P(None, *split.spec)))
 
 
 def _anchor_steps(n_steps: int, anchors: int) -> np.ndarray:

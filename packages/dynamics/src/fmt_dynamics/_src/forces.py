@@ -28,7 +28,6 @@ from ._linear import linear_call
 from .painting import (
     _check_displacement,
     _check_mesh_shape,
-    _check_method,
     _layout_of,
     cic_paint,
     cic_read,
@@ -200,9 +199,8 @@ def pm_forces(
                 f"mesh_shape {mesh_shape} does not suit the distributed FFT on the device grid "
                 f"{p0}x{p1} of displacement: X and Y must be divisible by {p0}, Y and Z by {p1}"
             )
-    method = _check_method(cic_method)
-    rho = cic_paint(displacement, mesh_shape, halo=halo, method=method)
+    rho = cic_paint(displacement, mesh_shape, halo=halo, method=cic_method)
     mean = (lattice[0] * lattice[1] * lattice[2]) / (mesh_shape[0] * mesh_shape[1] * mesh_shape[2])
     delta = rho / mean - 1.0
     forces = _force_mesh(delta, r_split, compensate, gradient)
-    return cic_read(forces, displacement, halo=halo, method=method)
+    return cic_read(forces, displacement, halo=halo, method=cic_method)
